@@ -1,0 +1,68 @@
+"""Thread-count policy shared by every parallel kernel.
+
+Precedence, highest first: the ``n_threads=`` keyword of a call; :func:`set_num_threads`;
+OpenMP's own budget read at call time (``OMP_NUM_THREADS``,
+``threadpoolctl.threadpool_limits(user_api="openmp")``).  Kernels partition work so that every
+output element is computed by one thread in a fixed order: results never depend on the count.
+
+libgomp (GCC's OpenMP runtime) is not fork-safe: after ``os.fork()`` a child that calls a
+parallel lowprec kernel may hang.  Use the "spawn" or "forkserver" start method of
+multiprocessing, or ``n_threads=1`` in forked children.
+"""
+
+import operator
+
+from ._kernels import _runtime
+
+_process_num_threads = None  # set by set_num_threads; None = follow OpenMP
+
+
+def _check_count(n, name):
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return n
+
+
+def set_num_threads(n):
+    """Set the process-wide thread count for lowprec's kernels (``None`` restores OpenMP's).
+
+    Examples
+    --------
+    >>> import lowprec
+    >>> lowprec.set_num_threads(1)
+    >>> lowprec.get_num_threads()
+    1
+    >>> lowprec.set_num_threads(None)
+    """
+    global _process_num_threads
+    _process_num_threads = None if n is None else _check_count(n, "n")
+
+
+def get_num_threads():
+    """Threads a lowprec kernel uses when called without ``n_threads=``.
+
+    Examples
+    --------
+    >>> import lowprec
+    >>> lowprec.get_num_threads() >= 1
+    True
+    """
+    if _process_num_threads is not None:
+        return _process_num_threads
+    return max(1, _runtime.omp_max_threads())
+
+
+def resolve_n_threads(n_threads, work_items=None, min_items_per_thread=1):
+    """Thread count for one call: the keyword, else the process setting, capped by the work.
+
+    ``work_items`` / ``min_items_per_thread`` keep small problems serial: starting a parallel
+    region costs microseconds, more than a small kernel takes.
+    """
+    n = get_num_threads() if n_threads is None else _check_count(n_threads, "n_threads")
+    if work_items is not None:
+        n = max(1, min(n, work_items // max(1, min_items_per_thread)))
+    return n

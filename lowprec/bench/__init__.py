@@ -1,0 +1,1 @@
+"""Benchmarking: side-by-side measurement of lowprec and its peers (see harness.py)."""
