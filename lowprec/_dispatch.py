@@ -2,7 +2,7 @@
 
 The CPU's features decide the best path; ``LOWPREC_ISA=generic`` (read once, when lowprec is
 imported) forces the portable C kernels everywhere, ``LOWPREC_ISA=avx2`` asks for AVX2 (and
-falls back with a warning where the CPU lacks it).  Every kernel module registers itself
+falls back with a warning where the CPU lacks it), ``LOWPREC_ISA=avx512vnni`` likewise.  Every kernel module registers itself
 here with :func:`register_family`; it exposes ``_set_isa(level)`` and ``_get_isa()`` and
 clamps the level to the best path it implements.
 """
@@ -15,7 +15,7 @@ import warnings
 from ._kernels import _runtime
 
 #: ISA names by level; the C side uses the same numbers (src/lowprec_common.h).
-ISAS = ("generic", "avx2")
+ISAS = ("generic", "avx2", "avx512vnni")
 ENV_VAR = "LOWPREC_ISA"
 
 _families = {}  # family name -> kernel module
@@ -35,6 +35,8 @@ def available_isas():
     isas = ["generic"]
     if _runtime.built_with_avx2() and f["avx2"] and f["fma"] and f["f16c"]:
         isas.append("avx2")
+        if all(f[k] for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni")):
+            isas.append("avx512vnni")
     return tuple(isas)
 
 

@@ -5,6 +5,7 @@ from ._openmp_helpers cimport LOWPREC_OPENMP_ENABLED, lowprec_omp_max_threads
 cdef extern from "runtime.h":
     unsigned int LOWPREC_CPU_SSE42, LOWPREC_CPU_AVX, LOWPREC_CPU_AVX2, LOWPREC_CPU_FMA
     unsigned int LOWPREC_CPU_F16C, LOWPREC_CPU_AVX512F, LOWPREC_CPU_AVX512BW, LOWPREC_CPU_AVX512VNNI
+    unsigned int LOWPREC_CPU_AVX512VL, LOWPREC_CPU_AVX512DQ
     unsigned int lowprec_cpu_features() noexcept nogil
     int lowprec_built_with_avx2() noexcept nogil
     const char *lowprec_compiler_version() noexcept nogil
@@ -21,6 +22,8 @@ def cpu_features():
         "f16c": bool(f & LOWPREC_CPU_F16C),
         "avx512f": bool(f & LOWPREC_CPU_AVX512F),
         "avx512bw": bool(f & LOWPREC_CPU_AVX512BW),
+        "avx512vl": bool(f & LOWPREC_CPU_AVX512VL),
+        "avx512dq": bool(f & LOWPREC_CPU_AVX512DQ),
         "avx512vnni": bool(f & LOWPREC_CPU_AVX512VNNI),
     }
 

@@ -18,6 +18,8 @@ unsigned int lowprec_cpu_features(void) {
     if (__builtin_cpu_supports("avx512f")) f |= LOWPREC_CPU_AVX512F;
     if (__builtin_cpu_supports("avx512bw")) f |= LOWPREC_CPU_AVX512BW;
     if (__builtin_cpu_supports("avx512vnni")) f |= LOWPREC_CPU_AVX512VNNI;
+    if (__builtin_cpu_supports("avx512vl")) f |= LOWPREC_CPU_AVX512VL;
+    if (__builtin_cpu_supports("avx512dq")) f |= LOWPREC_CPU_AVX512DQ;
 #endif
     return f;
 }

@@ -13,6 +13,8 @@
 #define LOWPREC_CPU_AVX512F (1u << 5)
 #define LOWPREC_CPU_AVX512BW (1u << 6)
 #define LOWPREC_CPU_AVX512VNNI (1u << 7)
+#define LOWPREC_CPU_AVX512VL (1u << 8)
+#define LOWPREC_CPU_AVX512DQ (1u << 9)
 
 unsigned int lowprec_cpu_features(void);
 /* 1 when this build contains AVX2 kernels (x86 with gcc/clang). */
