@@ -49,3 +49,49 @@ def layouts(a):
     readonly = a.copy()
     readonly.setflags(write=False)
     return {"C": a, "F": fortran, "strided": strided, "readonly": readonly}
+
+
+def float64_bf16_hard_cases():
+    """float64 values where rounding to bfloat16 through float32 (double rounding) goes wrong or
+    nearly so: bf16 ties and near-ties offset by amounts below float32 precision, in the normal,
+    subnormal and overflow ranges, plus every float64 class (±0, ±inf, NaNs, float64 subnormals,
+    values beyond the float32 range)."""
+    vals = [
+        1 + 2**-8 + 2**-40,  # ml_dtypes gives 1.0; correctly rounded 1.0078125
+        1 + 2**-8 - 2**-40, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 3 * 2**-8 - 2**-45,
+        1 + 2**-8 + 2**-24 - 2**-52, 1 + 2**-8 - 2**-25, 1 + 2**-8 - 2**-24,
+        0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan,
+        5e-324, -5e-324, 2.2250738585072014e-308,  # float64 subnormal / smallest normal
+        2.0**-149, 2.0**-150, 2.0**-150 + 2.0**-200, 2.0**-133, 2.0**-134, 2.0**-134 + 2.0**-180,
+        3 * 2.0**-134, 3 * 2.0**-134 - 2.0**-190, 2.0**-126, 2.0**-126 - 2.0**-140,
+        1e-50, -1e-50, 1e300, -1e300, 1.7976931348623157e308,
+        3.4028234663852886e38,  # FLT_MAX
+        (2 - 2**-7) * 2.0**127,  # largest bf16
+        (2 - 2**-8) * 2.0**127,  # the overflow tie: rounds to inf
+        (2 - 2**-8) * 2.0**127 - 2.0**90,  # just below it: largest bf16
+        (2 - 2**-8) * 2.0**127 + 2.0**90,
+        2.0**128, 2.0**128 - 2.0**70,
+    ]
+    rng = np.random.default_rng(1)
+    # bf16 midpoints, with offsets below float32 precision, across the exponent range.
+    e = rng.integers(-133, 128, size=400)
+    m = rng.integers(128, 256, size=400)
+    mid = (m + 0.5) * 2.0 ** (e - 7).astype(np.float64)
+    off = rng.choice([-1.0, 1.0], size=400) * mid * 2.0 ** -rng.integers(25, 52, size=400).astype(float)
+    out = np.concatenate([np.array(vals, dtype=np.float64), mid, mid + off, -(mid - off)])
+    return out
+
+
+#: int8 GEMM sizes: the register blocks are 8x32 (generic / avx512vnni) and 6x16 (avx2); K is
+#: consumed in quads (vnni) and pairs (avx2), so K mod 4 and K mod 2 tails matter.
+GEMM_M = (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17)
+GEMM_N = (1, 2, 15, 16, 17, 31, 32, 33, 65)
+GEMM_K = (1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 163)
+
+
+def u8s8_saturating(m, n, k):
+    """Activations and weights (n x k) whose adjacent pairs overflow int16 (vpmaddubsw saturates):
+    255 / 211 / 171 activations against +-127 / -128 / 71 / 107 weights."""
+    a = np.resize(np.array([255, 211, 171, 255, 255], dtype=np.uint8), (m, k))
+    w = np.resize(np.array([127, 127, -128, -128, 71, 107, 127, -128], dtype=np.int8), (n, k))
+    return np.ascontiguousarray(a), np.ascontiguousarray(w)

@@ -1,0 +1,218 @@
+# Exact int8 GEMM kernels: the thin Cython layer between lowprec/gemm.py and src/gemm_int8*.c.
+#
+# Arguments are validated in gemm.py; the checks here only keep a direct caller from reading or
+# writing out of bounds.  Parallelism: the output is cut into tiles (lowprec_gemm_u8s8_plan) and
+# OpenMP threads compute whole tiles over the full K (static schedule): every output element is
+# computed by one thread in a fixed order, so results never depend on the thread count.
+
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
+
+from . import _runtime
+
+cdef extern from "gemm_int8.h":
+    int LOWPREC_GEMM_LAYOUT_Q4X32, LOWPREC_GEMM_LAYOUT_P2X16
+    int LOWPREC_GEMM_OUT_INT32, LOWPREC_GEMM_OUT_FLOAT32, LOWPREC_GEMM_OUT_UINT8, LOWPREC_GEMM_OUT_INT8
+    ctypedef struct lowprec_gemm_u8s8_args:
+        const uint8_t *a
+        Py_ssize_t lda
+        int64_t m, n, k
+        const void *bp
+        int layout
+        void *out
+        Py_ssize_t ldo
+        int out_kind
+        const int32_t *coloff
+        const int32_t *rowsum
+        const int32_t *bzp
+        const double *mult
+        int mult_per_channel
+        const double *bias
+        int32_t y_zp, lo, hi
+        int relu
+        int isa
+        int64_t mc, nc, tiles_m, tiles_n
+    int lowprec_gemm_layout_for_isa(int isa) noexcept nogil
+    int64_t lowprec_gemm_layout_nr(int layout) noexcept nogil
+    int64_t lowprec_gemm_layout_ku(int layout) noexcept nogil
+    int64_t lowprec_gemm_layout_elem_size(int layout) noexcept nogil
+    int64_t lowprec_gemm_packed_size(int layout, int64_t n, int64_t k) noexcept nogil
+    void lowprec_gemm_pack_b_s8(const int8_t *w, Py_ssize_t ldw, int64_t n, int64_t k,
+                                int layout, void *dst) noexcept nogil
+    void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) noexcept nogil
+    int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) noexcept nogil
+    void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
+                                         uint8_t *q) noexcept nogil
+    void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, int32_t zp,
+                                      uint8_t *q) noexcept nogil
+    void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q) noexcept nogil
+
+LAYOUT_Q4X32 = LOWPREC_GEMM_LAYOUT_Q4X32
+LAYOUT_P2X16 = LOWPREC_GEMM_LAYOUT_P2X16
+OUT_INT32 = LOWPREC_GEMM_OUT_INT32
+OUT_FLOAT32 = LOWPREC_GEMM_OUT_FLOAT32
+OUT_UINT8 = LOWPREC_GEMM_OUT_UINT8
+OUT_INT8 = LOWPREC_GEMM_OUT_INT8
+
+#: Micro-kernel names per ISA level (for show_config-like reports and the docs).
+KERNELS = {
+    0: "lowprec_gemm_u8s8s32_generic_8x32",
+    1: "lowprec_gemm_u8s8s32_avx2_6x16",
+    2: "lowprec_gemm_u8s8s32_avx512vnni_8x32",
+}
+
+cdef int _isa = 0
+
+
+def _set_isa(int level):
+    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX512-VNNI (clamped to what is built)."""
+    global _isa
+    cdef int best = 2 if _runtime.built_with_avx2() else 0
+    _isa = max(0, min(level, best))
+
+
+def _get_isa():
+    return _isa
+
+
+def layout_for_isa(int isa):
+    return lowprec_gemm_layout_for_isa(isa)
+
+
+def layout_info(int layout):
+    """(panel width NR, k unit, bytes per element) of a packed-B layout."""
+    if layout not in (LOWPREC_GEMM_LAYOUT_Q4X32, LOWPREC_GEMM_LAYOUT_P2X16):
+        raise ValueError(f"unknown layout {layout}")
+    return (lowprec_gemm_layout_nr(layout), lowprec_gemm_layout_ku(layout),
+            lowprec_gemm_layout_elem_size(layout))
+
+
+def packed_size(int layout, int64_t n, int64_t k):
+    layout_info(layout)
+    return lowprec_gemm_packed_size(layout, n, k)
+
+
+def pack_b(const int8_t[:, ::1] w, int layout, uint8_t[::1] dst):
+    """Pack ``w`` (n x k, the weight; B = w.T) into ``dst`` (packed_size bytes)."""
+    cdef int64_t n = w.shape[0], k = w.shape[1]
+    if dst.shape[0] != packed_size(layout, n, k):
+        raise ValueError("dst has the wrong size")
+    if dst.shape[0] == 0:
+        return
+    with nogil:
+        lowprec_gemm_pack_b_s8(&w[0, 0], w.strides[0], n, k, layout, &dst[0])
+
+
+def gemm_u8s8(const uint8_t[:, :] a, const uint8_t[::1] bp, int layout, int64_t n, int64_t k,
+              uint8_t[:, ::1] out, int out_kind,
+              const int32_t[::1] coloff, const int32_t[::1] rowsum, const int32_t[::1] bzp,
+              const double[::1] mult, const double[::1] bias,
+              int y_zp=0, int lo=0, int hi=255, bint relu=False, int n_threads=1, int isa=-1):
+    """out = pipeline(a @ B) for B packed in ``bp`` (layout ``layout``) on ISA ``isa``.
+
+    ``out`` is the (m, n) output viewed as bytes (m, n * itemsize).
+    """
+    cdef lowprec_gemm_u8s8_args p
+    cdef int64_t m = a.shape[0], t, n_tiles
+    cdef int err = 0, nt
+    cdef int64_t esize
+    if isa < 0:
+        isa = _isa
+    if layout != lowprec_gemm_layout_for_isa(isa):
+        raise ValueError("packed layout does not match the ISA")
+    if a.shape[1] != k:
+        raise ValueError("a has the wrong number of columns")
+    if k > 0 and m > 0 and a.strides[1] != 1:
+        raise ValueError("a needs a unit column stride")
+    if bp.shape[0] != lowprec_gemm_packed_size(layout, n, k):
+        raise ValueError("packed B has the wrong size")
+    if out_kind == LOWPREC_GEMM_OUT_INT32 or out_kind == LOWPREC_GEMM_OUT_FLOAT32:
+        esize = 4
+    elif out_kind == LOWPREC_GEMM_OUT_UINT8 or out_kind == LOWPREC_GEMM_OUT_INT8:
+        esize = 1
+    else:
+        raise ValueError("unknown out_kind")
+    if out.shape[0] != m or out.shape[1] != n * esize:
+        raise ValueError("out has the wrong shape")
+    if coloff is not None and coloff.shape[0] != n:
+        raise ValueError("coloff has the wrong length")
+    if bzp is not None and (bzp.shape[0] != n or rowsum is None or rowsum.shape[0] != m):
+        raise ValueError("bzp / rowsum have the wrong length")
+    if out_kind != LOWPREC_GEMM_OUT_INT32:
+        if mult is None or (mult.shape[0] != n and mult.shape[0] != 1):
+            raise ValueError("mult has the wrong length")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m == 0 or n == 0:
+        return
+    p.a = &a[0, 0] if k > 0 else NULL
+    p.lda = a.strides[0]
+    p.m = m
+    p.n = n
+    p.k = k
+    p.bp = &bp[0] if bp.shape[0] > 0 else NULL
+    p.layout = layout
+    p.out = &out[0, 0]
+    p.ldo = n
+    p.out_kind = out_kind
+    p.coloff = &coloff[0] if coloff is not None else NULL
+    p.rowsum = &rowsum[0] if bzp is not None else NULL
+    p.bzp = &bzp[0] if bzp is not None else NULL
+    p.mult = &mult[0] if mult is not None else NULL
+    p.mult_per_channel = 1 if (mult is not None and mult.shape[0] == n and n > 1) else 0
+    p.bias = &bias[0] if bias is not None else NULL
+    p.y_zp = y_zp
+    p.lo = lo
+    p.hi = hi
+    p.relu = relu
+    p.isa = isa
+    nt = max(1, n_threads)
+    with nogil:
+        lowprec_gemm_u8s8_plan(&p, nt)
+        n_tiles = p.tiles_m * p.tiles_n
+        if nt > n_tiles:
+            nt = <int>n_tiles
+        if nt > 1:
+            for t in prange(n_tiles, num_threads=nt, schedule='static'):
+                err += lowprec_gemm_u8s8_tile(&p, t) != 0
+        else:
+            for t in range(n_tiles):
+                err += lowprec_gemm_u8s8_tile(&p, t) != 0
+    if err:
+        raise MemoryError("int8 GEMM: could not allocate a tile buffer")
+
+
+def quantize_u8(const float[:, :] x, uint8_t[:, ::1] q, float inv_scale, int zp, int n_threads=1,
+                int isa=-1):
+    """q = clamp(zp + rint(x * inv_scale), 0, 255) row by row (FBGEMM's rule)."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], i
+    if q.shape[0] != m or q.shape[1] != k:
+        raise ValueError("q has the wrong shape")
+    if m == 0 or k == 0:
+        return
+    if x.strides[1] != 4:
+        raise ValueError("x needs a unit column stride")
+    if isa < 0:
+        isa = _isa
+    cdef int use_avx2 = isa >= 1
+    cdef int nt = max(1, min(n_threads, m))
+    with nogil:
+        for i in prange(m, num_threads=nt, schedule='static'):
+            if use_avx2:
+                lowprec_quantize_u8_f32_avx2(&x[i, 0], k, inv_scale, zp, &q[i, 0])
+            else:
+                lowprec_quantize_u8_f32_generic(&x[i, 0], k, inv_scale, zp, &q[i, 0])
+
+
+def s8_to_u8(const int8_t[:, :] x, uint8_t[:, ::1] q):
+    """q = x + 128 (as uint8), row by row."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], i
+    if q.shape[0] != m or q.shape[1] != k:
+        raise ValueError("q has the wrong shape")
+    if m == 0 or k == 0:
+        return
+    if x.strides[1] != 1:
+        raise ValueError("x needs a unit column stride")
+    with nogil:
+        for i in range(m):
+            lowprec_s8_to_u8(&x[i, 0], k, &q[i, 0])

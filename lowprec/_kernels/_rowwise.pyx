@@ -1,0 +1,136 @@
+# Row-wise quantization kernels (fused embedding rows): the thin Cython layer.
+#
+# The C kernels (src/rowwise*.c) are serial and work on a range of rows; here the rows are cut
+# into fixed-size chunks that OpenMP threads take in a static schedule.  Each row is computed by
+# exactly one thread with the same code, so the bytes never depend on the thread count.
+# Arguments are validated by lowprec/rowwise.py before they get here.
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint16_t
+
+from ._openmp_helpers cimport lowprec_omp_max_threads  # noqa: F401  (keeps the shim linked)
+from . import _runtime
+
+cdef extern from "rowwise.h" nogil:
+    void lowprec_rowwise_f32_to_f16_generic(const float *x, int64_t n, uint16_t *out)
+    void lowprec_rowwise_f32_to_f16_avx2(const float *x, int64_t n, uint16_t *out)
+    int64_t lowprec_rowwise_quantize8_generic(const float *x, int64_t ldx, int64_t n_rows,
+                                              int64_t dim, uint8_t *out, int64_t ldo)
+    int64_t lowprec_rowwise_quantize8_avx2(const float *x, int64_t ldx, int64_t n_rows,
+                                           int64_t dim, uint8_t *out, int64_t ldo)
+    int64_t lowprec_rowwise_quantizen_generic(const float *x, int64_t ldx, int64_t n_rows,
+                                              int64_t dim, int bits, uint8_t *out, int64_t ldo)
+    int64_t lowprec_rowwise_quantizen_avx2(const float *x, int64_t ldx, int64_t n_rows,
+                                           int64_t dim, int bits, uint8_t *out, int64_t ldo)
+    int64_t lowprec_rowwise_greedy_generic(const float *x, int64_t ldx, int64_t n_rows,
+                                           int64_t dim, int bits, int n_bins, int min_bins,
+                                           uint8_t *out, int64_t ldo)
+    int64_t lowprec_rowwise_greedy_avx2(const float *x, int64_t ldx, int64_t n_rows,
+                                        int64_t dim, int bits, int n_bins, int min_bins,
+                                        uint8_t *out, int64_t ldo)
+    float lowprec_rowwise_nbit_loss_generic(const float *x, int64_t dim, int bits, float lo,
+                                            float hi)
+    float lowprec_rowwise_nbit_loss_avx2(const float *x, int64_t dim, int bits, float lo,
+                                         float hi)
+
+# 0 = portable C, 1 = AVX2 (+FMA +F16C).  There is no AVX-512 kernel: level 2 runs AVX2.
+cdef int _isa = 0
+
+METHOD_MINMAX = 0
+METHOD_GREEDY = 1
+
+
+def _set_isa(int level):
+    """Select the kernels: the best implemented and built level not above ``level``."""
+    global _isa
+    _isa = 1 if (level >= 1 and _runtime.built_with_avx2()) else 0
+
+
+def _get_isa():
+    return _isa
+
+
+cdef inline int64_t _run_rows(int isa, int method, const float *x, int64_t ldx, int64_t n,
+                              int64_t dim, int bits, int n_bins, int min_bins, uint8_t *out,
+                              int64_t ldo) noexcept nogil:
+    if method == 1:
+        if isa == 1:
+            return lowprec_rowwise_greedy_avx2(x, ldx, n, dim, bits, n_bins, min_bins, out, ldo)
+        return lowprec_rowwise_greedy_generic(x, ldx, n, dim, bits, n_bins, min_bins, out, ldo)
+    if bits == 8:
+        if isa == 1:
+            return lowprec_rowwise_quantize8_avx2(x, ldx, n, dim, out, ldo)
+        return lowprec_rowwise_quantize8_generic(x, ldx, n, dim, out, ldo)
+    if isa == 1:
+        return lowprec_rowwise_quantizen_avx2(x, ldx, n, dim, bits, out, ldo)
+    return lowprec_rowwise_quantizen_generic(x, ldx, n, dim, bits, out, ldo)
+
+
+def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int method,
+                  int n_bins, int min_bins, int n_threads, int chunk_rows):
+    """Quantize the rows of ``x`` into the fused rows ``out`` (same number of rows).
+
+    Returns -1, or the index of the first row holding a NaN or an infinity (``out`` is then
+    partly written; the caller discards it).
+    """
+    cdef int64_t n = x.shape[0], dim = x.shape[1]
+    cdef int64_t ldo = out.shape[1]
+    if out.shape[0] != n:
+        raise ValueError("row count mismatch")
+    if n == 0:
+        return -1
+    cdef int64_t n_chunks = (n + chunk_rows - 1) // chunk_rows
+    cdef int64_t c, start, stop, status, first = -1
+    cdef int isa = _isa
+    cdef const float *xp = &x[0, 0]
+    cdef uint8_t *op = &out[0, 0]
+    # One status per chunk, so that the first bad row is found whatever the thread count.
+    cdef int64_t[::1] bad = _empty_int64(n_chunks)
+    with nogil:
+        if n_threads <= 1 or n_chunks == 1:
+            for c in range(n_chunks):
+                start = c * chunk_rows
+                stop = min(start + chunk_rows, n)
+                status = _run_rows(isa, method, xp + start * dim, dim, stop - start, dim, bits,
+                                   n_bins, min_bins, op + start * ldo, ldo)
+                bad[c] = status
+                if status >= 0:
+                    break
+        else:
+            for c in prange(n_chunks, num_threads=n_threads, schedule='static'):
+                start = c * chunk_rows
+                stop = min(start + chunk_rows, n)
+                bad[c] = _run_rows(isa, method, xp + start * dim, dim, stop - start, dim, bits,
+                                   n_bins, min_bins, op + start * ldo, ldo)
+    for c in range(n_chunks):
+        if bad[c] >= 0:
+            return c * chunk_rows + bad[c]
+    return -1
+
+
+cdef _empty_int64(int64_t n):
+    import numpy as np
+    return np.full(n, -1, dtype=np.int64)
+
+
+def f32_to_f16(const float[::1] x, uint16_t[::1] out):
+    """fp32 -> fp16 bits, round half to even, on the selected ISA (for tests)."""
+    cdef int64_t n = x.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("length mismatch")
+    if n == 0:
+        return
+    with nogil:
+        if _isa == 1:
+            lowprec_rowwise_f32_to_f16_avx2(&x[0], n, &out[0])
+        else:
+            lowprec_rowwise_f32_to_f16_generic(&x[0], n, &out[0])
+
+
+def nbit_loss(const float[::1] x, int bits, float lo, float hi):
+    """Squared L2 error of one row quantized with the range [lo, hi] (the greedy loss; tests)."""
+    if x.shape[0] == 0:
+        return 0.0
+    if _isa == 1:
+        return lowprec_rowwise_nbit_loss_avx2(&x[0], x.shape[0], bits, lo, hi)
+    return lowprec_rowwise_nbit_loss_generic(&x[0], x.shape[0], bits, lo, hi)

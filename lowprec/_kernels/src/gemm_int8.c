@@ -1,0 +1,268 @@
+/* Exact u8 x s8 -> s32 GEMM: packing, cache blocking, output pipeline and the portable
+ * reference micro-kernels.  (ISA micro-kernels: gemm_int8_avx2.c, gemm_int8_avx512.c.)
+ *
+ * ==== Exactness ===========================================================================
+ * Every product a*b (a in [0,255], b in [-128,127]) and every partial sum is formed exactly:
+ *  - AVX512-VNNI: vpdpbusd multiplies 4 u8 x s8 pairs, sums them into 32 bits and adds the
+ *    accumulator without any intermediate saturation (we never use the saturating vpdpbusds).
+ *    4 * 255 * 128 = 130560 fits easily.
+ *  - AVX2: the usual vpmaddubsw (u8 x s8 pairs -> saturating int16) is NOT used: 255*(-128) *2
+ *    = -65280 does not fit int16 (formats.md 4; 211*71 + 171*107 = 33578 > 32767 already
+ *    saturates).  Instead both operands are widened to int16 (A per tile, B when packed) and
+ *    vpmaddwd forms a*b + a'*b' in int32 exactly (|.| <= 65280).  vpmaddwd is one multiply-port
+ *    uop for 16 products, the same multiply-port cost as vpmaddubsw + vpmaddwd(ones) for 32
+ *    products, so the peak is the same; the price is twice the bytes for packed B and A.
+ *  - portable C: int32 multiply-adds.
+ *  The int32 accumulator wraps modulo 2^32 only if K > 2^31 / (255*128) = 65793; every
+ *  correction below is done in wrapping (unsigned) 32-bit arithmetic, so the corrected result
+ *  equals the exact integer modulo 2^32 (and exactly whenever it fits int32).
+ *
+ * ==== Register blocking (micro-kernels) ====================================================
+ *  avx512vnni 8x32: 8 rows x 32 columns = 16 zmm accumulators (2 per row), 2 zmm of B per
+ *    k-quad, A as an embedded 32-bit broadcast from memory: 18 of 32 zmm.  vpdpbusd zmm has a
+ *    latency of ~4-5 cycles at a throughput of ~1/cycle on Zen 4 (two 256-bit halves), so >= 5
+ *    independent accumulators keep it busy; 16 leaves margin.  Per k-quad: 2 B loads + 8
+ *    broadcasts for 16 vpdpbusd (1024 multiply-adds): far below the 2-3 loads/cycle limit.
+ *  avx2 6x16: 12 ymm accumulators + 2 B + 1 broadcast = 15 of 16 ymm (the BLIS haswell shape).
+ *    Per k-pair: 2 B loads + 6 broadcasts, 12 vpmaddwd + 12 vpaddd.
+ *  generic 8x32 and 6x16: the same shapes in plain C (reference twins, same layouts).
+ *  Rows m < MR (M tails and the M = 1..4 GEMV case) get kernels instantiated for that m, so a
+ *  GEMV does 1 row of work per B byte read: it is bandwidth bound, as it should be.
+ *
+ * ==== Packing layout of B (= W^T, W the n x k weight) =======================================
+ *  Q4x32 (generic, avx512vnni): panels of 32 columns, padded with zero columns; inside a panel
+ *    k runs in groups of 4 (k padded with zeros to a multiple of 4):
+ *       panel[p][q][c][u] = B[4q + u][32p + c]      (q < K4/4, c < 32, u < 4), 128 B per q
+ *    so one 64-byte load gives 16 columns x 4 k, exactly the operand of one vpdpbusd.
+ *  P2x16 (avx2): panels of 16 columns of int16, k in pairs (padded to even):
+ *       panel[p][q][c][u] = B[2q + u][16p + c]      (q < K2/2, c < 16, u < 2), 64 B per q
+ *  Panels are contiguous and each is streamed once per MR rows of A.
+ *
+ * ==== Cache blocking (this file) ===========================================================
+ *  The output is cut into tiles of mc rows x nc columns; a tile is one unit of parallel work
+ *  (the Cython layer runs the tiles under OpenMP, static schedule) and is computed over the
+ *  full K with the accumulators held in registers: there is no K blocking and no int32 C
+ *  buffer round trip.  Inside a tile: for each B panel (NR columns, K deep), for each MR rows:
+ *  one micro-kernel call, then the output pipeline on the MR x NR accumulators.
+ *  - mc: the tile's A block (mc x K bytes, x2 when widened) is re-read once per panel and must
+ *    stay in L2 (512 KiB on Zen 3, 1 MiB on Zen 4): mc = 384 KiB / (K * bytes), rounded down to
+ *    a multiple of MR, between MR and 192 (beyond ~192 rows the panel reuse gains nothing).
+ *  - a B panel (NR x K bytes, <= 128 KiB at K = 4096) is re-read mc/MR times consecutively,
+ *    from L1 when K <= 1024 and from L2 otherwise; the kernel needs ~10 B/cycle, L2 gives 32.
+ *  - nc: 256 columns (8 Q4x32 panels), lowered (in steps of NR) until there are at least
+ *    2 tiles per thread, so that small-M products (GEMV) split along N.
+ *  K blocking (BLIS's kc) would only pay when a B panel overflows L2 (K > 16384 in Q4x32).
+ *
+ * ==== Output pipeline (formats.md 1), per MR x NR block, straight from the accumulators ====
+ *  corr = acc + coloff[j] - rowsum[i]*bzp[j]   (= sum_k (a - a_zp)(b - b_zp), wrapping)
+ *  INT32: corr.  FLOAT32: fl32(corr * mult[j] + bias[j]) in double, then ReLU.
+ *  UINT8/INT8: clamp(rint((corr + bias[j]) * mult[j]) + y_zp, lo, hi), all in double (rint =
+ *  round half to even), mult[j] = a_s*b_s[j]/y_s and bias[j] = bias/(a_s*b_s[j]) precomputed
+ *  in double by the caller, the same operations in the same order as the float64 reference.
+ */
+#include "gemm_int8.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define Q_NR 32
+#define Q_MR 8
+#define P_NR 16
+#define P_MR 6
+
+int lowprec_gemm_layout_for_isa(int isa) {
+    return isa == LOWPREC_ISA_AVX2 ? LOWPREC_GEMM_LAYOUT_P2X16 : LOWPREC_GEMM_LAYOUT_Q4X32;
+}
+
+int64_t lowprec_gemm_layout_nr(int layout) {
+    return layout == LOWPREC_GEMM_LAYOUT_P2X16 ? P_NR : Q_NR;
+}
+
+int64_t lowprec_gemm_layout_ku(int layout) {
+    return layout == LOWPREC_GEMM_LAYOUT_P2X16 ? 2 : 4;
+}
+
+int64_t lowprec_gemm_layout_elem_size(int layout) {
+    return layout == LOWPREC_GEMM_LAYOUT_P2X16 ? 2 : 1;
+}
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+int64_t lowprec_gemm_packed_size(int layout, int64_t n, int64_t k) {
+    int64_t nr = lowprec_gemm_layout_nr(layout), ku = lowprec_gemm_layout_ku(layout);
+    return round_up(n, nr) * round_up(k, ku) * lowprec_gemm_layout_elem_size(layout);
+}
+
+void lowprec_gemm_pack_b_s8(const int8_t *w, ptrdiff_t ldw, int64_t n, int64_t k, int layout,
+                            void *dst) {
+    const int64_t nr = lowprec_gemm_layout_nr(layout), ku = lowprec_gemm_layout_ku(layout);
+    const int64_t np = round_up(n, nr), kp = round_up(k, ku);
+    const int64_t panel_elems = nr * kp;
+    for (int64_t p = 0; p < np / nr; p++) {
+        for (int64_t c = 0; c < nr; c++) {
+            const int64_t j = p * nr + c;
+            const int8_t *wrow = w + j * ldw;
+            for (int64_t kk = 0; kk < kp; kk++) {
+                const int8_t v = (j < n && kk < k) ? wrow[kk] : 0;
+                const int64_t idx = p * panel_elems + (kk / ku) * (nr * ku) + c * ku + kk % ku;
+                if (layout == LOWPREC_GEMM_LAYOUT_P2X16)
+                    ((int16_t *)dst)[idx] = v;
+                else
+                    ((int8_t *)dst)[idx] = v;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Portable reference micro-kernels                                                          */
+
+void lowprec_gemm_u8s8s32_generic_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
+                                       const int8_t *b, int32_t *c, int m) {
+    for (int r = 0; r < m; r++) {
+        uint32_t acc[Q_NR] = {0};
+        const uint8_t *ar = a + r * lda;
+        for (int64_t kk = 0; kk < k; kk++) {
+            const uint32_t av = ar[kk];
+            const int8_t *bq = b + (kk >> 2) * (Q_NR * 4) + (kk & 3);
+            for (int j = 0; j < Q_NR; j++) acc[j] += av * (uint32_t)(int32_t)bq[4 * j];
+        }
+        for (int j = 0; j < Q_NR; j++) c[r * Q_NR + j] = (int32_t)acc[j];
+    }
+}
+
+void lowprec_gemm_u8s8s32_generic_6x16(int64_t k2, const uint16_t *a, ptrdiff_t lda,
+                                       const int16_t *b, int32_t *c, int m) {
+    for (int r = 0; r < m; r++) {
+        uint32_t acc[P_NR] = {0};
+        const uint16_t *ar = a + r * lda;
+        for (int64_t q = 0; q < k2; q++) {
+            const uint32_t a0 = ar[2 * q], a1 = ar[2 * q + 1];
+            const int16_t *bq = b + q * (P_NR * 2);
+            for (int j = 0; j < P_NR; j++)
+                acc[j] += a0 * (uint32_t)(int32_t)bq[2 * j] + a1 * (uint32_t)(int32_t)bq[2 * j + 1];
+        }
+        for (int j = 0; j < P_NR; j++) c[r * P_NR + j] = (int32_t)acc[j];
+    }
+}
+
+void lowprec_gemm_pipeline_generic(const lowprec_gemm_u8s8_args *p, const int32_t *c,
+                                   int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Quantization helpers                                                                      */
+
+void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
+                                     uint8_t *q) {
+    const float fzp = (float)zp;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * inv_scale;
+        /* Clamp before rounding: the result is clamped to [0, 255] after adding zp in [0, 255],
+         * so any |v| > 1024 gives the same code; it also keeps the magic-number rounding valid. */
+        v = v < -1024.0f ? -1024.0f : (v > 1024.0f ? 1024.0f : v);
+        /* round half to even in the default rounding mode: 1.5 * 2^23 trick (|v| < 2^22). */
+        float r = (v + 12582912.0f) - 12582912.0f;
+        r += fzp;
+        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
+        q[i] = (uint8_t)(int32_t)r;
+    }
+}
+
+void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q) {
+    for (int64_t i = 0; i < n; i++) q[i] = (uint8_t)((uint8_t)x[i] ^ 0x80u);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Cache blocking                                                                            */
+
+static int64_t isa_mr(int isa) { return isa == LOWPREC_ISA_AVX2 ? P_MR : Q_MR; }
+
+void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) {
+    const int layout = lowprec_gemm_layout_for_isa(p->isa);
+    const int64_t mr = isa_mr(p->isa), nr = lowprec_gemm_layout_nr(layout);
+    const int64_t abytes = layout == LOWPREC_GEMM_LAYOUT_P2X16 ? 2 : 1;
+    const int64_t kk = p->k > 0 ? p->k : 1;
+    int64_t mc = (384 * 1024) / (kk * abytes) / mr * mr;
+    if (mc > 192 / mr * mr) mc = 192 / mr * mr;
+    if (mc < mr) mc = mr;
+    const int64_t m_up = round_up(p->m > 0 ? p->m : 1, mr);
+    if (mc > m_up) mc = m_up;
+    const int64_t tiles_m = (p->m + mc - 1) / mc;
+    const int64_t n_up = round_up(p->n > 0 ? p->n : 1, nr);
+    int64_t nc = 256 / nr * nr;
+    if (nc > n_up) nc = n_up;
+    if (n_threads > 1) {
+        while (nc > nr && tiles_m * ((p->n + nc - 1) / nc) < 2 * (int64_t)n_threads) nc -= nr;
+    }
+    p->mc = mc;
+    p->nc = nc;
+    p->tiles_m = tiles_m;
+    p->tiles_n = (p->n + nc - 1) / nc;
+}
+
+int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) {
+    const int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
+    const int64_t i0 = tm * p->mc, i1 = (i0 + p->mc < p->m) ? i0 + p->mc : p->m;
+    const int64_t j0 = tn * p->nc, j1 = (j0 + p->nc < p->n) ? j0 + p->nc : p->n;
+    const int layout = p->layout;
+    const int64_t nr = lowprec_gemm_layout_nr(layout), ku = lowprec_gemm_layout_ku(layout);
+    const int64_t kp = round_up(p->k, ku);
+    const int64_t panel_elems = nr * kp;
+    int32_t cbuf[Q_MR * Q_NR] __attribute__((aligned(64)));
+    void (*pipe)(const lowprec_gemm_u8s8_args *, const int32_t *, int64_t, int64_t, int64_t,
+                 int64_t, int64_t) = lowprec_gemm_pipeline_generic;
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX2) pipe = lowprec_gemm_pipeline_avx2;
+    if (p->isa == LOWPREC_ISA_AVX512VNNI) pipe = lowprec_gemm_pipeline_avx512vnni;
+#endif
+
+    if (layout == LOWPREC_GEMM_LAYOUT_Q4X32) {
+        void (*ukr)(int64_t, const uint8_t *, ptrdiff_t, const int8_t *, int32_t *, int) =
+            lowprec_gemm_u8s8s32_generic_8x32;
+#if LOWPREC_BUILD_AVX2
+        if (p->isa == LOWPREC_ISA_AVX512VNNI) ukr = lowprec_gemm_u8s8s32_avx512vnni_8x32;
+#endif
+        const int8_t *bp = (const int8_t *)p->bp;
+        for (int64_t j = j0; j < j1; j += Q_NR) {
+            const int8_t *panel = bp + (j / Q_NR) * panel_elems;
+            const int64_t n = (j1 - j < Q_NR) ? j1 - j : Q_NR;
+            for (int64_t i = i0; i < i1; i += Q_MR) {
+                const int m = (int)((i1 - i < Q_MR) ? i1 - i : Q_MR);
+                ukr(p->k, p->a + i * p->lda, p->lda, panel, cbuf, m);
+                pipe(p, cbuf, Q_NR, i, m, j, n);
+            }
+        }
+        return 0;
+    }
+
+    /* P2x16: widen the tile's rows of A to uint16, zero padded to kp. */
+    void (*ukr)(int64_t, const uint16_t *, ptrdiff_t, const int16_t *, int32_t *, int) =
+        lowprec_gemm_u8s8s32_generic_6x16;
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX2) ukr = lowprec_gemm_u8s8s32_avx2_6x16;
+#endif
+    const int64_t rows = i1 - i0;
+    uint16_t *aw = (uint16_t *)malloc((size_t)(rows * kp + 16) * sizeof(uint16_t));
+    if (!aw) return -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *src = p->a + (i0 + r) * p->lda;
+        uint16_t *dst = aw + r * kp;
+        for (int64_t kk = 0; kk < p->k; kk++) dst[kk] = src[kk];
+        for (int64_t kk = p->k; kk < kp; kk++) dst[kk] = 0;
+    }
+    const int16_t *bp = (const int16_t *)p->bp;
+    for (int64_t j = j0; j < j1; j += P_NR) {
+        const int16_t *panel = bp + (j / P_NR) * panel_elems;
+        const int64_t n = (j1 - j < P_NR) ? j1 - j : P_NR;
+        for (int64_t i = i0; i < i1; i += P_MR) {
+            const int m = (int)((i1 - i < P_MR) ? i1 - i : P_MR);
+            ukr(kp / 2, aw + (i - i0) * kp, kp, panel, cbuf, m);
+            pipe(p, cbuf, P_NR, i, m, j, n);
+        }
+    }
+    free(aw);
+    return 0;
+}

@@ -1,0 +1,174 @@
+/* Exact int8 GEMM: uint8 activations x int8 weights -> int32 accumulators, with a fused output
+ * pipeline (zero-point corrections, scales, bias, ReLU, requantization or float32 output).
+ *
+ * The design is described at the top of gemm_int8.c and in docs/int8_gemm.md.  In short:
+ *
+ *   C[i, j] = sum_k A[i, k] * B[k, j]    A uint8 (M x K, any row stride, unit column stride)
+ *                                        B int8  (K x N) = W^T, W the (N x K) weight of a linear layer
+ *
+ * B is packed once into column panels whose layout depends on the micro-kernel (LAYOUT_*); A is
+ * read in place (VNNI) or widened to uint16 per tile (AVX2).  The Cython layer runs
+ * lowprec_gemm_u8s8_tile() for every output tile under OpenMP: one tile, one thread, full K,
+ * fixed order, so results never depend on the thread count (and integer sums are exact anyway).
+ */
+#ifndef LOWPREC_GEMM_INT8_H
+#define LOWPREC_GEMM_INT8_H
+
+#include "lowprec_common.h"
+
+/* Packed-B layouts.  The serialized format of a packed weight never uses these (it stores the
+ * plain int8 matrix); they are in-memory layouts only, chosen by the ISA in use. */
+/* Q4x32: 32-column panels; inside a panel, K in groups of 4: [K4/4][32 columns][4 k] int8.
+ * One 64-byte row of a group = 16 columns x 4 k = what one vpdpbusd lane set consumes. */
+#define LOWPREC_GEMM_LAYOUT_Q4X32 0
+/* P2x16: 16-column panels of int16 pairs: [K2/2][16 columns][2 k] int16 (vpmaddwd operands). */
+#define LOWPREC_GEMM_LAYOUT_P2X16 1
+
+/* Output kinds of the pipeline. */
+#define LOWPREC_GEMM_OUT_INT32 0   /* corrected accumulator, int32 (wraps mod 2^32)          */
+#define LOWPREC_GEMM_OUT_FLOAT32 1 /* fl32(mult[j] * corr + bias[j]), optional ReLU          */
+#define LOWPREC_GEMM_OUT_UINT8 2   /* clamp(rint((corr + bias[j]) * mult[j]) + y_zp, lo, hi) */
+#define LOWPREC_GEMM_OUT_INT8 3    /* same, int8                                             */
+
+typedef struct {
+    /* A: uint8, m x k, rows lda bytes apart, unit column stride. */
+    const uint8_t *a;
+    ptrdiff_t lda;
+    int64_t m, n, k;
+    /* Packed B in layout `layout` (n and k are the logical sizes). */
+    const void *bp;
+    int layout;
+    /* Output: m x n elements of kind out_kind, rows ldo ELEMENTS apart. */
+    void *out;
+    ptrdiff_t ldo;
+    int out_kind;
+    /* Pipeline.  corr[i, j] = acc[i, j] + coloff[j] - rowsum[i] * bzp[j]   (int32, wrapping)
+     *   coloff[j] = -a_zp * colsum_B[j] + k * a_zp * bzp[j]  (precomputed by the caller)
+     *   so corr = sum_k (A[i,k] - a_zp) * (B[k,j] - bzp[j]) exactly (mod 2^32).
+     * coloff may be NULL (all zero); rowsum/bzp may be NULL (weights symmetric). */
+    const int32_t *coloff;
+    const int32_t *rowsum;
+    const int32_t *bzp;
+    /* FLOAT32: y = (float)((double)corr * mult[j] + bias[j])
+     * UINT8/INT8: y = clamp(rint(((double)corr + bias[j]) * mult[j]) + y_zp, lo, hi)
+     * mult has n entries (or 1 when mult_per_channel == 0); bias n entries or NULL. */
+    const double *mult;
+    int mult_per_channel;
+    const double *bias;
+    int32_t y_zp, lo, hi;
+    int relu; /* FLOAT32 only; the quantized kinds fold ReLU into lo */
+    /* Tiling (lowprec_gemm_u8s8_plan fills these). */
+    int isa;
+    int64_t mc, nc, tiles_m, tiles_n;
+} lowprec_gemm_u8s8_args;
+
+/* ---- packing (portable) ---- */
+int lowprec_gemm_layout_for_isa(int isa);
+int64_t lowprec_gemm_layout_nr(int layout);
+int64_t lowprec_gemm_layout_ku(int layout);
+int64_t lowprec_gemm_layout_elem_size(int layout);
+/* Bytes of the packed buffer for an n x k weight (logical); panels are zero padded. */
+int64_t lowprec_gemm_packed_size(int layout, int64_t n, int64_t k);
+/* Pack W (n x k int8, row stride ldw bytes; B = W^T) into dst (packed_size bytes). */
+void lowprec_gemm_pack_b_s8(const int8_t *w, ptrdiff_t ldw, int64_t n, int64_t k, int layout,
+                            void *dst);
+
+/* ---- driver (portable) ---- */
+/* Fill mc, nc, tiles_m, tiles_n for p->isa and the thread count. */
+void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads);
+/* Compute output tile t (0 <= t < tiles_m * tiles_n).  Returns 0, or -1 when out of memory. */
+int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t);
+
+/* ---- micro-kernels: c[r * NR + j] = sum_k a[r][k] * b[k][j] for r < m (rows >= m untouched);
+ * every twin of a layout has the same signature and gives identical results. ---- */
+/* Q4x32 layout, 8 rows x 32 columns.  a: uint8 rows lda bytes apart, k bytes each (no padding
+ * needed: the K tail is read byte by byte).  b: one packed panel. */
+void lowprec_gemm_u8s8s32_generic_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
+                                       const int8_t *b, int32_t *c, int m);
+void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
+                                          const int8_t *b, int32_t *c, int m);
+/* P2x16 layout, 6 rows x 16 columns.  a: uint8 values widened to uint16, rows lda elements
+ * apart, zero padded to an even length; k2 = number of k pairs. */
+void lowprec_gemm_u8s8s32_generic_6x16(int64_t k2, const uint16_t *a, ptrdiff_t lda,
+                                       const int16_t *b, int32_t *c, int m);
+void lowprec_gemm_u8s8s32_avx2_6x16(int64_t k2, const uint16_t *a, ptrdiff_t lda,
+                                    const int16_t *b, int32_t *c, int m);
+
+
+/* ---- output pipeline on one block of accumulators c (m x n <= 32 columns, rows ldc apart),
+ * written for auto-vectorisation: each ISA file compiles this body under its own target
+ * attribute (lowprec_gemm_pipeline_<isa>), gemm_int8.c without one.  Every variant performs the
+ * same IEEE double operations in the same order, so all give identical bits. ---- */
+#define LOWPREC_GEMM_PIPE_MAXN 32
+static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
+    const lowprec_gemm_u8s8_args *p, const int32_t *c, int64_t ldc, int64_t i0, int64_t m,
+    int64_t j0, int64_t n) {
+    uint32_t coff[LOWPREC_GEMM_PIPE_MAXN], bz[LOWPREC_GEMM_PIPE_MAXN];
+    double mv[LOWPREC_GEMM_PIPE_MAXN], bv[LOWPREC_GEMM_PIPE_MAXN];
+    for (int64_t jj = 0; jj < n; jj++) {
+        const int64_t j = j0 + jj;
+        coff[jj] = p->coloff ? (uint32_t)p->coloff[j] : 0u;
+        bz[jj] = p->bzp ? (uint32_t)p->bzp[j] : 0u;
+        mv[jj] = p->mult ? (p->mult_per_channel ? p->mult[j] : p->mult[0]) : 0.0;
+        bv[jj] = p->bias ? p->bias[j] : 0.0;
+    }
+    for (int64_t r = 0; r < m; r++) {
+        const int64_t i = i0 + r;
+        const int32_t *cr = c + r * ldc;
+        const uint32_t rs = p->rowsum ? (uint32_t)p->rowsum[i] : 0u;
+        int32_t corr[LOWPREC_GEMM_PIPE_MAXN];
+        for (int64_t jj = 0; jj < n; jj++)
+            corr[jj] = (int32_t)((uint32_t)cr[jj] + coff[jj] - rs * bz[jj]);
+        if (p->out_kind == LOWPREC_GEMM_OUT_INT32) {
+            int32_t *o = (int32_t *)p->out + i * p->ldo + j0;
+            for (int64_t jj = 0; jj < n; jj++) o[jj] = corr[jj];
+        } else if (p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
+            float *o = (float *)p->out + i * p->ldo + j0;
+            if (p->relu) {
+                for (int64_t jj = 0; jj < n; jj++) {
+                    const float f = (float)((double)corr[jj] * mv[jj] + bv[jj]);
+                    o[jj] = f > 0.0f ? f : 0.0f;
+                }
+            } else {
+                for (int64_t jj = 0; jj < n; jj++)
+                    o[jj] = (float)((double)corr[jj] * mv[jj] + bv[jj]);
+            }
+        } else {
+            /* Clamp to [lo - zp - 1, hi - zp + 1] before rounding (the final clamp gives the
+             * same result for anything beyond), then round half to even with the 1.5 * 2^52
+             * trick (exact for |y| < 2^51; no libm rint call). */
+            const double zp = p->y_zp, lo = p->lo, hi = p->hi;
+            const double ylo = lo - zp - 1.0, yhi = hi - zp + 1.0;
+            const double magic = 6755399441055744.0;
+            int32_t q[LOWPREC_GEMM_PIPE_MAXN];
+            for (int64_t jj = 0; jj < n; jj++) {
+                double y = ((double)corr[jj] + bv[jj]) * mv[jj];
+                y = y < ylo ? ylo : y;
+                y = y > yhi ? yhi : y;
+                y = ((y + magic) - magic) + zp;
+                y = y < lo ? lo : y;
+                y = y > hi ? hi : y;
+                q[jj] = (int32_t)y;
+            }
+            uint8_t *o8 = (uint8_t *)p->out + i * p->ldo + j0;
+            for (int64_t jj = 0; jj < n; jj++) o8[jj] = (uint8_t)q[jj]; /* int8: same byte */
+        }
+    }
+}
+void lowprec_gemm_pipeline_generic(const lowprec_gemm_u8s8_args *p, const int32_t *c,
+                                   int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
+void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *c,
+                                int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
+void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
+                                      int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
+
+/* ---- dynamic quantization of activations (FBGEMM's rule, formats.md 1):
+ * q = clamp(zp + rint(fl32(x * inv_scale)), 0, 255). ---- */
+void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
+                                     uint8_t *q);
+void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, int32_t zp,
+                                  uint8_t *q);
+/* Flip the sign bit: int8 -> uint8 (a + 128), for signed activations. */
+void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q);
+
+#endif /* LOWPREC_GEMM_INT8_H */

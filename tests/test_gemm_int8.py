@@ -1,0 +1,489 @@
+"""Exact int8 GEMM: lowprec.gemm against int64 / float64 NumPy references, every ISA path."""
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lowprec import _dispatch
+from lowprec import gemm as G
+from lowprec._kernels import _gemm_int8
+from hard_cases import GEMM_K, GEMM_M, GEMM_N, layouts, u8s8_saturating
+
+RNG = np.random.default_rng(20261123)
+
+
+def rand_u8(shape, rng=RNG):
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def rand_s8(shape, rng=RNG):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def ref_int(a, w, a_zp=0, w_zp=0):
+    """sum_k (a - a_zp) * (w - w_zp) in int64 (w is (N, K))."""
+    w_zp = np.broadcast_to(np.asarray(w_zp, dtype=np.int64), (w.shape[0],))
+    return (a.astype(np.int64) - a_zp) @ (w.astype(np.int64) - w_zp[:, None]).T
+
+
+def ref_requant(acc, a_s, w_s, y_s, y_zp, bias, relu, lo, hi):
+    """formats.md section 1 in float64: returns (result, pre-rounding value)."""
+    ab = np.float64(np.float32(a_s)) * np.asarray(w_s, dtype=np.float32).astype(np.float64)
+    v = acc.astype(np.float64)
+    if bias is not None:
+        v = v + np.asarray(bias, dtype=np.float32).astype(np.float64) / np.broadcast_to(ab, v.shape[-1:])
+    v = v * (ab / np.float64(np.float32(y_s)))
+    lo = max(lo, y_zp) if relu else lo
+    return np.clip(np.rint(v) + y_zp, lo, hi), v
+
+
+def ties(v):
+    return np.abs(v - np.floor(v) - 0.5) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# exact int32 core
+
+
+@pytest.mark.parametrize("k", GEMM_K)
+def test_int32_exact_sizes(isa, k):
+    for m in GEMM_M:
+        for n in GEMM_N:
+            a, w = rand_u8((m, k)), rand_s8((n, k))
+            pw = G.pack_weights(w)
+            got = G.qmatmul(a, pw)
+            assert got.dtype == np.int32
+            np.testing.assert_array_equal(got, ref_int(a, w), err_msg=f"{isa} {m}x{n}x{k}")
+
+
+@pytest.mark.parametrize("shape", [(163, 163, 163), (37, 1000, 300), (64, 96, 1031), (200, 40, 2)])
+def test_int32_exact_larger(isa, shape):
+    m, n, k = shape
+    a, w = rand_u8((m, k)), rand_s8((n, k))
+    np.testing.assert_array_equal(G.qmatmul(a, G.pack_weights(w)), ref_int(a, w))
+
+
+@pytest.mark.parametrize("k", (1, 2, 3, 4, 31, 64, 163, 1024))
+def test_saturating_pairs_exact(isa, k):
+    """The inputs that make vpmaddubsw saturate (formats.md 4) must be exact here."""
+    a, w = u8s8_saturating(9, 33, k)
+    assert 211 * 71 + 171 * 107 > 32767
+    pw = G.pack_weights(w)
+    np.testing.assert_array_equal(G.qmatmul(a, pw), ref_int(a, w))
+    # extremes: 255 x 127 and 255 x -128 everywhere
+    for val in (127, -128):
+        a = np.full((5, k), 255, np.uint8)
+        w = np.full((17, k), val, np.int8)
+        np.testing.assert_array_equal(G.qmatmul(a, G.pack_weights(w)), ref_int(a, w))
+
+
+def test_zero_sizes(isa):
+    for m, n, k in [(0, 5, 7), (3, 0, 7), (3, 5, 0), (0, 0, 0)]:
+        a, w = rand_u8((m, k)), rand_s8((n, k))
+        pw = G.pack_weights(w, scale=0.5)
+        got = G.qmatmul(a, pw, a_zero_point=3)
+        assert got.shape == (m, n)
+        np.testing.assert_array_equal(got, ref_int(a, w, 3))
+        y = G.qmatmul(a, pw, a_scale=0.1, out_dtype=np.uint8, out_scale=1.0, out_zero_point=7)
+        assert y.shape == (m, n) and np.all(y == 7)
+
+
+def test_thread_count_agnostic(isa):
+    a, w = rand_u8((70, 300)), rand_s8((130, 300))
+    pw = G.pack_weights(w, scale=RNG.uniform(0.001, 0.01, 130), bias=RNG.normal(size=130))
+    kw = dict(a_scale=0.05, a_zero_point=100, out_dtype=np.uint8, out_scale=0.3, out_zero_point=128)
+    results = [G.qmatmul(a, pw, n_threads=t, **kw) for t in (1, 2, 3, 4)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    i32 = [G.qmatmul(a, pw, a_zero_point=5, n_threads=t) for t in (1, 2, 3)]
+    for r in i32:
+        np.testing.assert_array_equal(r, ref_int(a, w, 5))
+
+
+def test_isa_agnostic_and_repack():
+    """A weight packed under one ISA works (repacked once) under every other one."""
+    a, w = rand_u8((19, 77)), rand_s8((45, 77))
+    pw = G.pack_weights(w)
+    ref = ref_int(a, w, 9)
+    for isa in _dispatch.available_isas():
+        with _dispatch.use_isa(isa):
+            np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=9), ref)
+            np.testing.assert_array_equal(pw.unpack(), w)
+
+
+def test_layouts(isa):
+    a, w = rand_u8((23, 41)), rand_s8((35, 41))
+    pw = G.pack_weights(w)
+    ref = ref_int(a, w, 17)
+    for name, arr in layouts(a).items():
+        before = arr.copy()
+        np.testing.assert_array_equal(G.qmatmul(arr, pw, a_zero_point=17), ref, err_msg=name)
+        np.testing.assert_array_equal(arr, before)
+    # batch dimensions and a row-strided view (taken in place)
+    big = rand_u8((40, 100))
+    view = big[::3, 10:51]
+    np.testing.assert_array_equal(G.qmatmul(view, pw), ref_int(view, w))
+    a3 = rand_u8((2, 3, 41))
+    np.testing.assert_array_equal(G.qmatmul(a3, pw), ref_int(a3.reshape(-1, 41), w).reshape(2, 3, 35))
+
+
+def test_int8_activations(isa):
+    a = rand_s8((21, 67))
+    a[0, :] = -128
+    a[1, :] = 127
+    w = rand_s8((19, 67))
+    pw = G.pack_weights(w)
+    for zp in (-128, -3, 0, 127):
+        np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=zp), ref_int(a, w, zp))
+
+
+def test_weight_zero_points(isa):
+    a, w = rand_u8((13, 50)), rand_s8((37, 50))
+    for wzp in (5, -128, RNG.integers(-128, 128, 37)):
+        pw = G.pack_weights(w, zero_point=wzp, scale=0.25)
+        np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=200), ref_int(a, w, 200, wzp))
+
+
+# ---------------------------------------------------------------------------------------------
+# output pipeline
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_requantized_matches_float64_reference(isa, out_dtype, per_channel, relu):
+    m, n, k = 29, 70, 133
+    a, w = rand_u8((m, k)), rand_s8((n, k))
+    w_s = RNG.uniform(0.002, 0.02, n).astype(np.float32) if per_channel else np.float32(0.007)
+    bias = RNG.normal(scale=2.0, size=n).astype(np.float32)
+    pw = G.pack_weights(w, scale=w_s, bias=bias)
+    lo, hi = (0, 255) if out_dtype == np.uint8 else (-128, 127)
+    y_zp = 90 if out_dtype == np.uint8 else -10
+    got = G.qmatmul(a, pw, a_scale=0.03, a_zero_point=131, out_dtype=out_dtype, out_scale=0.15,
+                    out_zero_point=y_zp, relu=relu)
+    assert got.dtype == out_dtype
+    want, v = ref_requant(ref_int(a, w, 131), 0.03, w_s, 0.15, y_zp, bias, relu, lo, hi)
+    diff = got.astype(np.int64) != want
+    assert not np.any(diff & ~ties(v))
+    assert np.any(want == hi) and np.any(want == (max(lo, y_zp) if relu else lo))  # clamps hit
+
+
+def test_requant_ties_round_half_even():
+    # acc = 1 .. 8, mult = 0.5: .5 ties must round to even
+    k = 1
+    a = np.arange(1, 9, dtype=np.uint8)[:, None]
+    pw = G.pack_weights(np.ones((1, k), np.int8), scale=0.5)
+    got = G.qmatmul(a, pw, a_scale=1.0, out_dtype=np.uint8, out_scale=1.0)
+    np.testing.assert_array_equal(got[:, 0], np.rint(np.arange(1, 9) * 0.5).astype(np.uint8))
+
+
+def test_float32_output(isa):
+    a, w = rand_u8((17, 90)), rand_s8((33, 90))
+    w_s = RNG.uniform(0.002, 0.02, 33).astype(np.float32)
+    bias = RNG.normal(size=33).astype(np.float32)
+    pw = G.pack_weights(w, scale=w_s, bias=bias)
+    for relu in (False, True):
+        got = G.qmatmul(a, pw, a_scale=0.05, a_zero_point=7, out_dtype=np.float32, relu=relu)
+        ref = np.float64(np.float32(0.05)) * w_s.astype(np.float64) * ref_int(a, w, 7) + bias.astype(np.float64)
+        ref = ref.astype(np.float32)
+        if relu:
+            ref = np.maximum(ref, 0)
+        np.testing.assert_array_equal(got, ref)
+    # an explicit bias overrides the packed one
+    got = G.qmatmul(a, pw, a_scale=0.05, out_dtype=np.float32, bias=np.zeros(33))
+    ref = (np.float64(np.float32(0.05)) * w_s.astype(np.float64) * ref_int(a, w)).astype(np.float32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# packing and serialization
+
+
+def test_pack_float_weights_roundtrip():
+    wf = RNG.normal(size=(40, 70)).astype(np.float32)
+    wf[3] = 0.0
+    for per_channel in (True, False):
+        pw = G.pack_weights(wf, per_channel=per_channel)
+        s = pw.scale[:, None] if per_channel else pw.scale[0]
+        q = pw.unpack()
+        assert q.min() >= -127 and q.max() <= 127
+        np.testing.assert_allclose(q * s, wf, atol=float(np.max(s)) / 2 + 1e-7)
+
+
+def test_unpack_serialize_pickle(tmp_path):
+    w = rand_s8((37, 29))
+    pw = G.pack_weights(w, scale=RNG.uniform(0.01, 0.1, 37), zero_point=3, bias=np.arange(37.0))
+    np.testing.assert_array_equal(pw.unpack(), w)
+    for pw2 in (G.PackedWeights.from_bytes(pw.to_bytes()), pickle.loads(pickle.dumps(pw))):
+        np.testing.assert_array_equal(pw2.unpack(), w)
+        np.testing.assert_array_equal(pw2.scale, pw.scale)
+        np.testing.assert_array_equal(pw2.zero_point, pw.zero_point)
+        np.testing.assert_array_equal(pw2.bias, pw.bias)
+        np.testing.assert_array_equal(pw2.colsum, w.sum(axis=1))
+    pw.save(tmp_path / "w.lpw8")
+    np.testing.assert_array_equal(G.PackedWeights.load(tmp_path / "w.lpw8").unpack(), w)
+    # the byte format is ISA independent: the same bytes whichever layout was packed
+    blobs = set()
+    for isa in _dispatch.available_isas():
+        with _dispatch.use_isa(isa):
+            blobs.add(G.pack_weights(w, scale=0.5).to_bytes())
+    assert len(blobs) == 1
+    header = pw.to_bytes()[:24]
+    assert header[:4] == b"LPW8" and int.from_bytes(header[4:6], "little") == 1
+    r = repr(pw)
+    assert "\n" not in r and "out_features=37" in r and "in_features=29" in r
+    assert pw._repr_html_().startswith("<code>")
+
+
+def test_incompatible_version():
+    blob = bytearray(G.pack_weights(rand_s8((3, 4))).to_bytes())
+    blob[4] = 99
+    with pytest.raises(ValueError, match="version"):
+        G.PackedWeights.from_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="magic"):
+        G.PackedWeights.from_bytes(b"XXXX" + bytes(blob[4:]))
+    with pytest.raises(ValueError, match="bytes"):
+        G.PackedWeights.from_bytes(bytes(blob[:30]).replace(b"\x63", b"\x01", 1))
+    stale = G.PackedWeights.__new__(G.PackedWeights)  # e.g. state from another version
+    with pytest.raises(ValueError, match="incompatible"):
+        G.qmatmul(rand_u8((2, 4)), stale)
+
+
+# ---------------------------------------------------------------------------------------------
+# dynamic linear and matmul_int8
+
+
+def _dyn_reference(x, pw, bias=None):
+    q, a_s, a_zp = G.quantize_activations(x)
+    acc = ref_int(q.reshape(-1, x.shape[-1]), pw.unpack(), a_zp)
+    y = np.float64(a_s) * pw.scale.astype(np.float64) * acc
+    b = pw.bias if bias is None else bias
+    if b is not None:
+        y = y + np.asarray(b, np.float32).astype(np.float64)
+    return y.astype(np.float32).reshape(x.shape[:-1] + (pw.shape[0],)), q, a_s, a_zp
+
+
+def test_linear_matches_reference(isa):
+    x = RNG.normal(size=(2, 13, 70)).astype(np.float32)
+    wf = RNG.normal(size=(50, 70)).astype(np.float32)
+    pw = G.pack_weights(wf, bias=RNG.normal(size=50))
+    got = G.linear(x, pw)
+    want, q, a_s, a_zp = _dyn_reference(x, pw)
+    np.testing.assert_array_equal(got, want)
+    # quantization follows FBGEMM's rule bit for bit
+    inv = np.float32(1) / a_s
+    qref = np.clip(np.rint(x * inv) + a_zp, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(q, qref)
+    # close to the float product
+    err = np.abs(got - (x @ wf.T + pw.bias))
+    assert err.max() < 0.05 * np.abs(x @ wf.T).max()
+    np.testing.assert_array_equal(G.linear(x, pw, relu=True), np.maximum(want, 0))
+
+
+def test_linear_constant_and_nonfinite():
+    pw = G.pack_weights(RNG.normal(size=(4, 8)).astype(np.float32))
+    for c in (0.0, 3.0, -2.0):
+        x = np.full((3, 8), c, np.float32)
+        np.testing.assert_allclose(G.linear(x, pw), x @ (pw.unpack() * pw.scale[:, None]).T, rtol=1e-2, atol=1e-3)
+    x = np.ones((3, 8), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        G.linear(x, pw)
+
+
+def test_choose_qparams_matches_torch():
+    torch = pytest.importorskip("torch")
+    for lo, hi in [(-1.0, 3.0), (0.0, 0.0), (0.5, 2.0), (-7.0, -1.0), (-1e-6, 1e-6), (-3.3, 0.01)]:
+        x = torch.tensor([lo, hi], dtype=torch.float32)
+        ts, tz = torch._choose_qparams_per_tensor(x, False)
+        s, z = G._choose_qparams_u8(lo, hi)
+        assert np.float32(ts) == s and tz == z, (lo, hi, ts, tz, s, z)
+
+
+@pytest.mark.parametrize("a_dtype", [np.uint8, np.int8])
+def test_matmul_int8_broadcasting(isa, a_dtype):
+    a = RNG.integers(np.iinfo(a_dtype).min, np.iinfo(a_dtype).max + 1, (3, 1, 5, 19), dtype=a_dtype)
+    b = rand_s8((4, 19, 7))
+    want = np.matmul(a.astype(np.int64), b.astype(np.int64))
+    np.testing.assert_array_equal(G.matmul_int8(a, b), want)
+    b2 = rand_s8((19, 7))
+    np.testing.assert_array_equal(G.matmul_int8(a, b2), np.matmul(a.astype(np.int64), b2.astype(np.int64)))
+    v = a[0, 0, 0]
+    np.testing.assert_array_equal(G.matmul_int8(v, b2), v.astype(np.int64) @ b2.astype(np.int64))
+    np.testing.assert_array_equal(G.matmul_int8(a[0, 0], b2[:, 0]), a[0, 0].astype(np.int64) @ b2[:, 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: clear exceptions, nothing written
+
+
+def test_bad_input_nothing_written():
+    a, w = rand_u8((4, 6)), rand_s8((5, 6))
+    pw = G.pack_weights(w, scale=0.1)
+    sentinel = np.full((4, 5), 77, np.uint8)
+    out = sentinel.copy()
+    good = dict(a_scale=0.1, out_dtype=np.uint8, out_scale=0.2, out=out)
+    bad_cases = [
+        (TypeError, dict(a_q=a.astype(np.float32))),
+        (ValueError, dict(a_q=rand_u8((4, 7)))),
+        (ValueError, dict(a_zero_point=256)),
+        (ValueError, dict(a_zero_point=-1)),
+        (TypeError, dict(a_zero_point=1.5)),
+        (ValueError, dict(a_scale=float("nan"))),
+        (ValueError, dict(a_scale=float("inf"))),
+        (ValueError, dict(a_scale=-1.0)),
+        (ValueError, dict(a_scale=0.0)),
+        (ValueError, dict(a_scale=None)),
+        (ValueError, dict(out_scale=float("nan"))),
+        (ValueError, dict(out_zero_point=300)),
+        (ValueError, dict(bias=np.zeros(4))),
+        (ValueError, dict(bias=np.array([np.nan] * 5))),
+        (TypeError, dict(out_dtype=np.float64)),
+    ]
+    for exc, override in bad_cases:
+        kw = {**good, **override}
+        a_q = kw.pop("a_q", a)
+        with pytest.raises(exc):
+            G.qmatmul(a_q, pw, **kw)
+        np.testing.assert_array_equal(out, sentinel)
+    for bad_out, exc in [
+        (np.zeros((4, 6), np.uint8), ValueError),
+        (np.zeros((4, 5), np.int8), TypeError),
+        (np.zeros((5, 4), np.uint8).T, ValueError),
+        (np.zeros((4, 5), np.uint8), ValueError),  # read-only below
+    ]:
+        if bad_out.flags.c_contiguous and bad_out.shape == (4, 5) and bad_out.dtype == np.uint8:
+            bad_out.setflags(write=False)
+        with pytest.raises(exc):
+            G.qmatmul(a, pw, a_scale=0.1, out_dtype=np.uint8, out_scale=0.2, out=bad_out)
+    # out overlapping the input
+    buf = np.zeros((4, 6), np.int32)
+    a32 = buf.view(np.uint8)[:, :6]
+    with pytest.raises(ValueError, match="overlap"):
+        G.qmatmul(a32, pw, out=buf[:, :5].copy() if False else np.ndarray((4, 5), np.int32, buffer=buf.data))
+    with pytest.raises(TypeError):
+        G.qmatmul(a, w)  # not packed
+    with pytest.raises(ValueError):
+        G.qmatmul(a, pw, bias=np.zeros(5))  # bias with int32 output
+    with pytest.raises(ValueError):
+        G.pack_weights(w, scale=np.zeros(5))
+    with pytest.raises(ValueError):
+        G.pack_weights(w, zero_point=200)
+    with pytest.raises(TypeError):
+        G.pack_weights(w.astype(np.int16))
+    with pytest.raises(ValueError):
+        G.pack_weights(np.array([[np.inf]], np.float32))
+    with pytest.raises(TypeError):
+        G.linear(a, pw)
+    with pytest.raises(ValueError):
+        G.linear(np.zeros((2, 7), np.float32), pw)
+    with pytest.raises(ValueError):
+        G.matmul_int8(rand_s8((2, 3)), rand_s8((4, 5)))
+    with pytest.raises(TypeError):
+        G.matmul_int8(rand_s8((2, 3)), rand_u8((3, 5)))
+
+
+# ---------------------------------------------------------------------------------------------
+# properties, concurrency, torch parity
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(0, 20), n=st.integers(0, 40), k=st.integers(0, 70),
+    a_zp=st.integers(0, 255), seed=st.integers(0, 2**32 - 1), extremes=st.booleans(),
+)
+def test_hypothesis_exact(m, n, k, a_zp, seed, extremes):
+    rng = np.random.default_rng(seed)
+    if extremes:
+        a = rng.choice(np.array([0, 255, 254, 211, 171], np.uint8), (m, k))
+        w = rng.choice(np.array([-128, 127, -127, 71, 107], np.int8), (n, k))
+    else:
+        a, w = rand_u8((m, k), rng), rand_s8((n, k), rng)
+    pw = G.pack_weights(w)
+    want = ref_int(a, w, a_zp)
+    for isa in _dispatch.available_isas():
+        with _dispatch.use_isa(isa):
+            np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=a_zp), want)
+    # ABFT identity (formats.md 6): row sums of C equal A times the column checksum of B
+    if m and n:
+        acc = G.qmatmul(a, pw)
+        np.testing.assert_array_equal(acc.astype(np.int64).sum(1), a.astype(np.int64) @ w.astype(np.int64).sum(0))
+
+
+def test_concurrent_calls():
+    a, w = rand_u8((64, 200)), rand_s8((96, 200))
+    pw = G.pack_weights(w, scale=0.01)
+    want = ref_int(a, w, 11)
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(20):
+                if not np.array_equal(G.qmatmul(a, pw, a_zero_point=11, n_threads=2), want):
+                    errors.append("mismatch")
+        except Exception as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def _torch_static(torch, a, a_s, a_zp, w, w_s, bias, y_s, y_zp):
+    torch.backends.quantized.engine = "fbgemm"
+    n = w.shape[0]
+    qw = torch._make_per_channel_quantized_tensor(
+        torch.from_numpy(w.copy()), torch.from_numpy(w_s.astype(np.float64)),
+        torch.zeros(n, dtype=torch.long), 0)
+    packed = torch.ops.quantized.linear_prepack(qw, torch.from_numpy(bias))
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(a.copy()), a_s, a_zp)
+    return torch.ops.quantized.linear(qx, packed, y_s, y_zp).int_repr().numpy()
+
+
+def test_torch_static_parity():
+    torch = pytest.importorskip("torch")
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("torch without fbgemm")
+    m, n, k = 33, 70, 150
+    a = RNG.integers(0, 128, (m, k), dtype=np.uint8)  # 7-bit: torch does not saturate
+    w = RNG.integers(-127, 128, (n, k), dtype=np.int8)
+    w_s = RNG.uniform(0.002, 0.02, n).astype(np.float32)
+    bias = RNG.normal(size=n).astype(np.float32)
+    a_s, a_zp, y_s, y_zp = 0.05, 20, 0.3, 100
+    theirs = _torch_static(torch, a, a_s, a_zp, w, w_s, bias, y_s, y_zp)
+    pw = G.pack_weights(w, scale=w_s, bias=bias)
+    ours = G.qmatmul(a, pw, a_scale=a_s, a_zero_point=a_zp, out_dtype=np.uint8, out_scale=y_s,
+                     out_zero_point=y_zp)
+    _, v = ref_requant(ref_int(a, w, a_zp), a_s, w_s, y_s, y_zp, bias, False, 0, 255)
+    diff = ours.astype(int) - theirs.astype(int)
+    # torch rounds in float32: it may differ by one step only next to a .5 tie
+    near_tie = np.abs(v - np.floor(v) - 0.5) < 1e-4 * np.maximum(1, np.abs(v))
+    assert np.all(np.abs(diff) <= 1) and not np.any((diff != 0) & ~near_tie)
+    assert np.mean(diff == 0) > 0.99
+
+
+def test_torch_dynamic_error_report():
+    """lowprec's full 8-bit dynamic linear is at least as accurate as torch's 7-bit one."""
+    torch = pytest.importorskip("torch")
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("torch without fbgemm")
+    torch.backends.quantized.engine = "fbgemm"
+    x = RNG.normal(size=(64, 256)).astype(np.float32)
+    wf = RNG.normal(size=(128, 256)).astype(np.float32)
+    pw = G.pack_weights(wf)
+    qw = torch._make_per_channel_quantized_tensor(
+        torch.from_numpy(pw.unpack()), torch.from_numpy(pw.scale.astype(np.float64)),
+        torch.zeros(128, dtype=torch.long), 0)
+    theirs = torch.ops.quantized.linear_dynamic(torch.from_numpy(x), torch.ops.quantized.linear_prepack(qw, None)).numpy()
+    ours = G.linear(x, pw)
+    exact = x.astype(np.float64) @ wf.T.astype(np.float64)
+    e_ours = np.abs(ours - exact).mean()
+    e_theirs = np.abs(theirs - exact).mean()
+    assert e_ours < e_theirs * 1.05
