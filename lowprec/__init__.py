@@ -7,12 +7,35 @@ emulation and quantization helpers.  ``lowprec.show_config()`` tells which kerne
 __version__ = "0.1.0"
 
 from ._config import config_dict, show_config
+from ._packed_weights import PackedWeights
 from ._threads import get_num_threads, set_num_threads
+from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
+from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
+from .packing import pack_bits, unpack_bits
+from .quantization import choose_qparams, dequantize, quantize
+from .rowwise import RowwiseQuantizedTable, quantize_rowwise
 
 __all__ = [
     "__version__",
+    "PackedWeights",
+    "RowwiseQuantizedTable",
+    "bfloat16",
+    "choose_qparams",
     "config_dict",
+    "dequantize",
+    "from_bfloat16",
     "get_num_threads",
+    "linear",
+    "matmul_int8",
+    "pack_bits",
+    "pack_weights",
+    "qmatmul",
+    "quantize",
+    "quantize_activations",
+    "quantize_rowwise",
+    "round_bfloat16",
     "set_num_threads",
     "show_config",
+    "to_bfloat16",
+    "unpack_bits",
 ]

@@ -107,7 +107,10 @@ def _draw_key(rng):
 
 
 def _flat(a):
-    """1-D C-ordered view of ``a`` (a copy only when ``a`` is not C-contiguous)."""
+    """1-D C-ordered view of ``a`` (a copy only when ``a`` is not C-contiguous or not aligned:
+    the portable kernels read whole elements, which some CPUs cannot do at odd addresses)."""
+    if not a.flags.aligned:
+        a = np.array(a, order="C")
     return np.ascontiguousarray(a).reshape(-1)
 
 

@@ -45,7 +45,7 @@ import numpy as np
 from . import _dispatch
 from ._kernels import _rowwise
 from ._threads import resolve_n_threads
-from ._validation import as_array
+from ._validation import as_array, check_out
 
 _dispatch.register_family("rowwise", _rowwise)
 
@@ -342,7 +342,7 @@ class RowwiseQuantizedTable:
 
     # -- display --------------------------------------------------------------------------
     def _layout(self):
-        return "fp32 scale+bias" if self.bits == 8 else "fp16 scale+bias"
+        return "fp32" if self.bits == 8 else "fp16"
 
     def __repr__(self):
         r, d = self.shape
@@ -361,7 +361,7 @@ class RowwiseQuantizedTable:
         cells = [
             ("shape", f"({r}, {d})"),
             ("bits", str(self.bits)),
-            ("row layout", f"{_code_bytes(d, self.bits)} code bytes + {self._layout()}"),
+            ("row layout", f"{_code_bytes(d, self.bits)} code bytes + {self._layout()} scale, bias"),
             ("bytes", _fmt_bytes(self.nbytes)),
             ("vs fp32", ratio),
         ]
@@ -409,7 +409,9 @@ def _fmt_bytes(n):
     return f"{n} B"  # pragma: no cover
 
 
-def quantize_rowwise(table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, n_threads=None):
+def quantize_rowwise(
+    table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, out=None, n_threads=None
+):
     """Quantize each row of a float table into FBGEMM's fused row-wise format.
 
     Parameters
@@ -429,6 +431,12 @@ def quantize_rowwise(table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, 
         Greedy search: the range is scanned in steps of ``(max - min) / n_bins``.
     ratio : float in [0, 1), default 0.16
         Greedy search: at most this fraction of the range is clipped away.
+    out : ndarray of uint8, shape (R, fused_row_bytes(D, bits)), optional
+        Where to write the fused rows (C-contiguous, writeable, not overlapping ``table``), for
+        instance a ``numpy.memmap`` or a buffer reused across calls (a fresh output costs the
+        kernel zeroing its pages).  The returned table wraps it without a copy.  Its shape,
+        dtype and layout are checked before anything is written; if a row turns out to hold
+        NaN or infinity, the rows before it may already have been written.
     n_threads : int, optional
 
     Returns
@@ -439,7 +447,10 @@ def quantize_rowwise(table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, 
     ------
     TypeError
         ``table`` is not a floating-point array.
+    TypeError
+        ``out`` is not a uint8 ndarray.
     ValueError
+        ``out`` has the wrong shape, is not C-contiguous or writeable, or overlaps ``table``;
         ``table`` is not 2-D or has no columns, ``bits``/``method``/``n_bins``/``ratio`` are
         invalid, ``method="greedy"`` with ``bits=8``, or a row holds NaN or infinity (the
         message names the first such row).
@@ -495,7 +506,7 @@ def quantize_rowwise(table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, 
 
     # --- run -------------------------------------------------------------------------------
     row_bytes = fused_row_bytes(dim, bits)
-    out = np.empty((n_rows, row_bytes), dtype=np.uint8)
+    out = check_out(out, (n_rows, row_bytes), np.uint8, inputs=(x,))
     greedy = method == "greedy"
     # PyTorch: int min_bins = n_bins * (1.0 - (float) ratio);
     min_bins = int(n_bins * (1.0 - float(np.float32(ratio))))
@@ -503,12 +514,17 @@ def quantize_rowwise(table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, 
         n_threads, work_items=n_rows * dim, min_items_per_thread=(1 << 10) if greedy else (1 << 15)
     )
     chunk = _CHUNK_ROWS_GREEDY if greedy else _CHUNK_ROWS_MINMAX
-    block = max(1, _BLOCK_BYTES // (4 * dim))
+    if x.dtype == np.float32 and x.flags.c_contiguous:
+        # Zero-copy (memory maps included: the kernel streams through the mapped pages once).
+        # One parallel region for the whole table: on a shared machine every region's end
+        # waits for the slowest thread, so fewer regions means fewer such waits.
+        block = max(1, n_rows)
+    else:
+        block = max(1, _BLOCK_BYTES // (4 * dim))
     kernel_method = _rowwise.METHOD_GREEDY if greedy else _rowwise.METHOD_MINMAX
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
-        # A view when the rows are already C-contiguous float32 (memory maps included): the
-        # kernel reads them in place; otherwise a converted copy of this block only.
+        # A converted (or compacted) copy of this block only, or the table itself.
         xb = np.ascontiguousarray(x[start:stop], dtype=np.float32)
         bad = _rowwise.quantize_rows(
             xb, out[start:stop], bits, kernel_method, n_bins, min_bins, nt, chunk

@@ -95,3 +95,30 @@ def u8s8_saturating(m, n, k):
     a = np.resize(np.array([255, 211, 171, 255, 255], dtype=np.uint8), (m, k))
     w = np.resize(np.array([127, 127, -128, -128, 71, 107, 127, -128], dtype=np.int8), (n, k))
     return np.ascontiguousarray(a), np.ascontiguousarray(w)
+
+
+def rowwise_edge_rows(dim):
+    """Rows that stress row-wise quantization (one row of ``dim`` float32 values each).
+
+    Constant rows (one whose fp16 rounding lies above the value), all -0.0 / mixed-sign zeros
+    (the sign of a zero minimum is stored in 8-bit biases), a range that overflows float32, rows
+    beyond the fp16 range (scale or bias overflow to inf), a subnormal range, and a range whose
+    greedy search step is below one ulp of the values.
+    """
+    j = np.arange(dim)
+    return np.array(
+        [
+            np.full(dim, 3.3),
+            np.full(dim, 0.1),
+            np.full(dim, -0.0),
+            np.zeros(dim),
+            np.where(j % 2 == 0, -0.0, 0.0),
+            np.where(j % 3 == 0, 0.0, -0.0),
+            np.linspace(-1e38, 1e38, dim),
+            np.linspace(1e4, 7e4, dim),
+            np.linspace(-7e4, -1e4, dim),
+            np.linspace(0, 1e-40, dim),
+            np.linspace(1e7, 1e7 + 1, dim),
+        ],
+        dtype=np.float32,
+    ).reshape(-1, dim)

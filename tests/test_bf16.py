@@ -201,6 +201,63 @@ def test_kernel_any_start_index(isa):
             np.testing.assert_array_equal(r.view(np.uint32), ref.astype(np.uint32) << 16)
 
 
+def _offset_view(n, dtype, offset_bytes):
+    """A 1-D array of n elements of dtype starting offset_bytes into a 64-byte aligned buffer."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n * itemsize + 128, np.uint8)
+    base = (-raw.ctypes.data) % 64
+    return raw[base + offset_bytes : base + offset_bytes + n * itemsize].view(dtype)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 40, 1000])
+def test_nontemporal_path_same_bits(isa, n):
+    """Streaming stores (used for large outputs) with every output alignment: same bits as the
+    plain path, including the scalar head that reaches 32-byte alignment and the stochastic
+    generator's group-of-4 constraint."""
+    x = hard_cases.all_float32_sample(n, seed=n + 1)
+    d = x.astype(np.float64)
+    b = np.ascontiguousarray(ref_nearest_f32(x))
+    key = 12345
+    for off in (0, 2, 4, 6, 8, 16, 24):  # offsets in bytes from a 64-byte boundary
+        for index0 in (0, 1, 4, 6):
+            for mode in (_bf16.NEAREST, _bf16.TRUNCATE, _bf16.STOCHASTIC):
+                ref = np.empty(n, np.uint16)
+                _bf16.from_f32(x, ref, mode, key, 1, index0, 0)
+                out = _offset_view(n, np.uint16, off)
+                _bf16.from_f32(x, out, mode, key, 1, index0, 1)
+                np.testing.assert_array_equal(out, ref)
+                _bf16.from_f64(d, out, mode, key, 1, index0, 1)
+                ref64 = np.empty(n, np.uint16)
+                _bf16.from_f64(d, ref64, mode, key, 1, index0, 0)
+                np.testing.assert_array_equal(out, ref64)
+                if off % 4 == 0:
+                    r = _offset_view(n, np.float32, off)
+                    _bf16.round_f32(x, r, mode, key, 1, index0, 1)
+                    np.testing.assert_array_equal(r.view(np.uint32), ref.astype(np.uint32) << 16)
+        if off % 4 == 0:
+            f = _offset_view(n, np.float32, off)
+            _bf16.to_f32(b, f, 1, 1)
+            np.testing.assert_array_equal(f.view(np.uint32), b.astype(np.uint32) << 16)
+        if off % 8 == 0:
+            f64 = _offset_view(n, np.float64, off)
+            _bf16.to_f64(b, f64, 1, 1)
+            ref64 = np.empty(n, np.float64)
+            _bf16.to_f64(b, ref64, 1, 0)
+            np.testing.assert_array_equal(f64.view(np.uint64), ref64.view(np.uint64))
+
+
+def test_large_arrays_use_streaming_path(isa):
+    """Above NONTEMPORAL_MIN_BYTES of output the kernels stream; results are unchanged."""
+    n = _bf16.NONTEMPORAL_MIN_BYTES // 2 + 37
+    x = hard_cases.all_float32_sample(n, seed=77)
+    np.testing.assert_array_equal(bits(to_bfloat16(x, n_threads=2)), ref_nearest_f32(x))
+    s1 = bits(to_bfloat16(x, rounding="stochastic", rng=8, n_threads=1))
+    np.testing.assert_array_equal(s1[:100_000], ref_stochastic_f32(x[:100_000], key_of(8)))
+    np.testing.assert_array_equal(s1, bits(to_bfloat16(x, rounding="stochastic", rng=8, n_threads=2)))
+    b = to_bfloat16(x)
+    np.testing.assert_array_equal(from_bfloat16(b, n_threads=2).view(np.uint32), bits(b).astype(np.uint32) << 16)
+
+
 # ----------------------------------------------------------------------------- stochastic statistics
 
 @pytest.mark.parametrize("value", [1 + 2**-9, 1 + 2**-8 + 2**-12, -3.3 , 1e-39, 7e-3])
@@ -344,6 +401,8 @@ def test_shapes_0d_empty_nd(isa):
 def test_layouts(isa):
     a = hard_cases.all_float32_sample(40 * 33, seed=4).reshape(40, 33)
     ref = ref_nearest_f32(a)
+    rev = a[::-1, ::-1]
+    np.testing.assert_array_equal(bits(to_bfloat16(rev)), ref[::-1, ::-1])
     for name, arr in hard_cases.layouts(a).items():
         np.testing.assert_array_equal(bits(to_bfloat16(arr)), ref, err_msg=name)
         np.testing.assert_array_equal(
@@ -356,6 +415,19 @@ def test_layouts(isa):
         for bname, barr in hard_cases.layouts(b.view(np.uint16)).items():
             got = from_bfloat16(barr.view(ml_dtypes.bfloat16))
             np.testing.assert_array_equal(got.view(np.uint32), ref.astype(np.uint32) << 16, err_msg=bname)
+
+
+def test_unaligned_input_and_out(isa):
+    x = hard_cases.all_float32_sample(1001, seed=9)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    ux = raw[1:].view(np.float32)
+    ux[...] = x
+    assert not ux.flags.aligned
+    rawo = np.zeros(2 * x.size + 1, np.uint8)
+    uo = rawo[1:].view(BF16)
+    assert to_bfloat16(ux, out=uo) is uo
+    np.testing.assert_array_equal(bits(uo), ref_nearest_f32(x))
+    np.testing.assert_array_equal(round_bfloat16(ux), round_bfloat16(x))
 
 
 def test_memmap_readonly(tmp_path, isa):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hard_cases import SIZES, all_float32_sample, layouts
+from hard_cases import SIZES, all_float32_sample, layouts, rowwise_edge_rows
 from lowprec import _dispatch
 from lowprec._kernels import _rowwise
 from lowprec.rowwise import RowwiseQuantizedTable, fused_row_bytes, quantize_rowwise
@@ -163,22 +163,11 @@ def hard_table(rows, dim, seed=0):
     rng = np.random.default_rng(seed)
     mags = 10.0 ** rng.integers(-30, 31, size=(rows, 1))
     x = (rng.standard_normal((rows, dim)) * mags).astype(F32)
-    specials = [
-        np.full(dim, 3.3, F32),  # constant
-        np.full(dim, 0.1, F32),  # constant whose fp16 rounds up (min_h > max)
-        np.full(dim, -0.0, F32),
-        np.zeros(dim, F32),
+    specials = list(rowwise_edge_rows(dim)) + [
         -np.abs(x[min(4, rows - 1)]),  # negative only
-        np.where(np.arange(dim) % 2 == 0, -0.0, 0.0).astype(F32),
-        np.where(np.arange(dim) % 3 == 0, 0.0, -0.0).astype(F32),
-        np.linspace(-1e38, 1e38, dim, dtype=F32),  # range overflows to inf
-        np.linspace(1e4, 7e4, dim, dtype=F32),  # above the fp16 range
-        np.linspace(-7e4, -1e4, dim, dtype=F32),  # bias overflows fp16 to -inf
-        np.linspace(0, 1e-40, dim, dtype=F32),  # subnormal range
-        np.linspace(1e7, 1e7 + 1, dim, dtype=F32),  # step below one ulp
         np.abs(x[min(5, rows - 1)]) + 1.0,
     ]
-    for i, s in enumerate(specials[: rows]):
+    for i, s in enumerate(specials[:rows]):
         x[i] = s
     if rows > 20 and dim > 1:
         x[15, 0] = -0.0
@@ -320,8 +309,10 @@ def test_greedy_close_to_numpy_search(bits):
     assert abs(sq_err(got, x).sum() - ew) <= 1e-3 * ew
 
 
-def test_greedy_isa_and_thread_agnostic():
-    x = np.random.default_rng(5).standard_normal((3000, 37)).astype(F32)
+@pytest.mark.parametrize("dim", [5, 37, 128])
+def test_greedy_isa_and_thread_agnostic(dim):
+    x = np.random.default_rng(5).standard_normal((3000, dim)).astype(F32)
+    x[:300] = hard_table(300, dim, seed=dim)
     outs = []
     for isa in _dispatch.available_isas():
         with _dispatch.use_isa(isa):
@@ -408,6 +399,11 @@ def test_memmap_table_in_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(rw, "_BLOCK_BYTES", 33 * 4 * 37)  # force many blocks
     for bits in (8, 2):
         np.testing.assert_array_equal(quantize_rowwise(mm, bits=bits).data, ref_quantize(x, bits))
+    # float64 on disk: converted block by block
+    path64 = tmp_path / "t.f64"
+    x.astype(np.float64).tofile(path64)
+    mm64 = np.memmap(path64, dtype=np.float64, mode="r", shape=x.shape)
+    np.testing.assert_array_equal(quantize_rowwise(mm64, bits=4).data, ref_quantize(x, 4))
     g = quantize_rowwise(mm[::2], bits=4, method="greedy")
     np.testing.assert_array_equal(g.data, quantize_rowwise(x[::2], bits=4, method="greedy").data)
 
@@ -600,3 +596,47 @@ def test_sizes_from_hard_cases():
         x = hard_table(3, d, seed=d)
         for bits in (8, 4, 2):
             np.testing.assert_array_equal(quantize_rowwise(x, bits=bits).data, ref_quantize(x, bits))
+
+
+# ---------------------------------------------------------------------------------------------
+# out=
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_out_buffer(tmp_path, bits):
+    x = hard_table(200, 24, seed=12)
+    want = ref_quantize(x, bits)
+    out = np.full(want.shape, 7, np.uint8)
+    t = quantize_rowwise(x, bits=bits, out=out)
+    np.testing.assert_array_equal(out, want)
+    assert np.shares_memory(t.data, out) and out.flags.writeable
+    mm = np.memmap(tmp_path / "fused.u8", dtype=np.uint8, mode="w+", shape=want.shape)
+    quantize_rowwise(x, bits=bits, out=mm)
+    mm.flush()
+    back = np.fromfile(tmp_path / "fused.u8", dtype=np.uint8).reshape(want.shape)
+    np.testing.assert_array_equal(back, want)
+
+
+def test_out_errors_leave_out_untouched():
+    x = np.ones((10, 8), F32)
+    rb = fused_row_bytes(8, 4)
+    cases = [
+        (np.zeros((10, rb + 1), np.uint8), ValueError),
+        (np.zeros((11, rb), np.uint8), ValueError),
+        (np.zeros((10, rb), np.int8), TypeError),
+        (np.zeros((10, 2 * rb), np.uint8)[:, ::2], ValueError),
+        ([[0] * rb] * 10, TypeError),
+    ]
+    ro = np.zeros((10, rb), np.uint8)
+    ro.flags.writeable = False
+    cases.append((ro, ValueError))
+    for out, exc in cases:
+        before = np.array(out, copy=True)
+        with pytest.raises(exc):
+            quantize_rowwise(x, bits=4, out=out)
+        np.testing.assert_array_equal(np.asarray(out), before)
+    # overlapping the input
+    buf = np.zeros(10 * 8 * 4 + 10 * rb, np.uint8)
+    xin = buf[: 10 * 8 * 4].view(F32).reshape(10, 8)
+    with pytest.raises(ValueError, match="overlap"):
+        quantize_rowwise(xin, bits=4, out=buf.view(np.uint8)[: 10 * rb].reshape(10, rb))

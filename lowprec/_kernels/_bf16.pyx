@@ -5,8 +5,15 @@
 # elements that OpenMP threads convert independently.  The chunking does not depend on the
 # thread count, and the stochastic generator is counter-based (element index -> random bits), so
 # every result is the same for any n_threads.  ``index0`` (stochastic only) is the index of
-# src[0] in a larger array: converting the pieces of an array gives the bits of converting it whole.  Arguments are validated in bf16.py; the checks
-# here only keep a direct caller from writing out of bounds.
+# src[0] in a larger array: converting the pieces of an array gives the bits of converting it
+# whole.  ``nontemporal``: 1 / 0 force streaming stores on / off, -1 (default) decides by size.
+# Arguments are validated in bf16.py; the checks here only keep a direct caller from writing out
+# of bounds.
+#
+# schedule="dynamic": every chunk's output depends only on its own elements and index, so the
+# schedule cannot change a result, and on a shared machine a thread that lost its core then
+# holds up only the chunk it is on (with "static" it owns half the array).  The cost is one
+# atomic increment per 64K-element chunk.
 
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t, uint64_t
@@ -104,7 +111,7 @@ def from_f32(const float[::1] src, uint16_t[::1] dst, int rounding=0, uint64_t k
         with nogil:
             fn(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
            index0 + <uint64_t>start, nt)
@@ -126,7 +133,7 @@ def from_f64(const double[::1] src, uint16_t[::1] dst, int rounding=0, uint64_t 
         with nogil:
             fn(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
            index0 + <uint64_t>start, nt)
@@ -148,7 +155,7 @@ def round_f32(const float[::1] src, float[::1] dst, int rounding=0, uint64_t key
         with nogil:
             fn(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
            index0 + <uint64_t>start, nt)
@@ -168,7 +175,7 @@ def to_f32(const uint16_t[::1] src, float[::1] dst, int n_threads=1, int nontemp
         with nogil:
             fn(&src[0], &dst[0], n, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)
 
@@ -187,6 +194,6 @@ def to_f64(const uint16_t[::1] src, double[::1] dst, int n_threads=1, int nontem
         with nogil:
             fn(&src[0], &dst[0], n, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)

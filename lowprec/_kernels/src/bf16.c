@@ -16,9 +16,15 @@ void lowprec_bf16_from_f32_generic(const float *src, uint16_t *dst, size_t n, in
         for (i = 0; i < n; i++)
             dst[i] = lowprec_bf16_round_bits(lowprec_bf16_f32_bits(src[i]), LOWPREC_BF16_TRUNCATE, 0);
     } else {
-        for (i = 0; i < n; i++)
+        /* One splitmix64 output feeds 4 consecutive elements (bf16.h). */
+        uint64_t h = 0;
+        for (i = 0; i < n; i++) {
+            uint64_t idx = index0 + i;
+            if (i == 0 || (idx & 3) == 0)
+                h = lowprec_bf16_mix64(key + ((idx >> 2) + 1) * LOWPREC_BF16_GOLDEN);
             dst[i] = lowprec_bf16_round_bits(lowprec_bf16_f32_bits(src[i]), LOWPREC_BF16_STOCHASTIC,
-                                             lowprec_bf16_random16(key, index0 + i));
+                                             (uint32_t)(h >> (16 * (idx & 3))) & 0xFFFFu);
+        }
     }
 }
 

@@ -149,7 +149,11 @@ void lowprec_gemm_u8s8s32_generic_6x16(int64_t k2, const uint16_t *a, ptrdiff_t 
 
 void lowprec_gemm_pipeline_generic(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                    int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {
-    lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
+    /* a full panel width as a constant: fully vectorised loops without tails */
+    if (n == 32)
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, 32);
+    else
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -94,7 +94,11 @@ void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, in
 LOWPREC_TARGET_AVX2
 void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                 int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {
-    lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
+    /* a full panel width as a constant: fully vectorised loops without tails */
+    if (n == 16)
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, 16);
+    else
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
 }
 
 #endif /* LOWPREC_BUILD_AVX2 */

@@ -114,7 +114,11 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                 int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {
-    lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
+    /* a full panel width as a constant: fully vectorised loops without tails */
+    if (n == 32)
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, 32);
+    else
+        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
 }
 
 #endif /* LOWPREC_BUILD_AVX2 */

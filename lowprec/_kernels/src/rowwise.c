@@ -117,14 +117,20 @@ static int row_minmax(const float *x, int64_t dim, float *out_min, float *out_ma
 /* ------------------------------------------------------------------------------------------ */
 /* 8-bit                                                                                      */
 
-/* float -> int32 like cvtps2dq / lrintf (round half to even), with NaN and out-of-range values
- * mapped to INT32_MIN as the hardware does; then saturated to [lo, hi]. */
+/* float -> int32 like cvtps2dq / lrintf (round half to even), with NaN and values outside the
+ * int32 range mapped to INT32_MIN as the hardware does; then saturated to [lo, hi].
+ * Adding and subtracting 1.5 * 2^23 rounds |v| <= 2^22 half to even in the current (default)
+ * rounding mode without a libm call (lrintf is not inlined without -fno-math-errno). */
 static inline int32_t round_sat(float v, int32_t lo, int32_t hi) {
     int32_t q;
-    if (!(v > -2147483648.0f && v < 2147483648.0f)) {
-        q = INT32_MIN;
+    if (v >= -4194304.0f && v <= 4194304.0f) {
+        q = (int32_t)((v + 12582912.0f) - 12582912.0f);
+    } else if (v > 0.0f && v < 2147483648.0f) {
+        q = hi; /* beyond 2^22: saturates anyway (hi < 2^22) */
+    } else if (v < 0.0f && v > -2147483648.0f) {
+        q = lo;
     } else {
-        q = (int32_t)lrintf(v);
+        q = INT32_MIN; /* NaN, +-inf, |v| >= 2^31 */
     }
     return q < lo ? lo : (q > hi ? hi : q);
 }
@@ -179,9 +185,11 @@ static void encode_nbit(const float *row, int64_t dim, int bits, nbit_params p, 
     const int32_t qmax = (1 << bits) - 1;
     int64_t nb = (dim + per_byte - 1) / per_byte;
     memset(orow, 0, (size_t)nb);
+    const int sh = bits == 4 ? 1 : 2; /* log2(per_byte): shifts, not divisions, per element */
+    const int64_t lane = per_byte - 1;
     for (int64_t j = 0; j < dim; j++) {
         int32_t q = round_sat((row[j] - p.min_h) * p.inv, 0, qmax);
-        orow[j / per_byte] |= (uint8_t)(q << ((j % per_byte) * bits));
+        orow[j >> sh] |= (uint8_t)(q << ((j & lane) * bits));
     }
     memcpy(orow + nb, &p.scale_bits, 2);
     memcpy(orow + nb + 2, &p.min_bits, 2);
