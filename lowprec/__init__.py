@@ -13,7 +13,7 @@ from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
 from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
 from .packing import pack_bits, unpack_bits
 from .quantization import choose_qparams, dequantize, quantize
-from .rowwise import RowwiseQuantizedTable, quantize_rowwise
+from .rowwise import RowwiseQuantizedTable, fused_row_bytes, quantize_rowwise
 
 __all__ = [
     "__version__",
@@ -24,6 +24,7 @@ __all__ = [
     "config_dict",
     "dequantize",
     "from_bfloat16",
+    "fused_row_bytes",
     "get_num_threads",
     "linear",
     "matmul_int8",

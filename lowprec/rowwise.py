@@ -446,9 +446,7 @@ def quantize_rowwise(
     Raises
     ------
     TypeError
-        ``table`` is not a floating-point array.
-    TypeError
-        ``out`` is not a uint8 ndarray.
+        ``table`` is not a floating-point array, or ``out`` is not a uint8 ndarray.
     ValueError
         ``out`` has the wrong shape, is not C-contiguous or writeable, or overlaps ``table``;
         ``table`` is not 2-D or has no columns, ``bits``/``method``/``n_bins``/``ratio`` are

@@ -8,8 +8,10 @@
  *    it is part of byte parity with PyTorch;
  *  - codes are lrintf((x - min) * inverse_scale) with the default round-half-even mode: a
  *    subtraction and a multiplication, no FMA (FBGEMM uses none here);
- *  - fp16 conversions round half to even (F16C semantics).
- * The file is compiled with -std=c11, which makes GCC's default -ffp-contract=off: no
+ *  - fp16 conversions round half to even (F16C semantics);
+ *  - the greedy search's loss calls fmaf() exactly where the AVX2 twin uses vfmadd, and sums in
+ *    the same lane order, so both pick the same ranges.
+ * The file is compiled with -std=c11, which makes GCC's default -ffp-contract=off: no other
  * multiply-add is fused behind our back, so this file and the AVX2 one agree bit for bit.
  */
 #include <float.h>
@@ -124,7 +126,11 @@ static int row_minmax(const float *x, int64_t dim, float *out_min, float *out_ma
 static inline int32_t round_sat(float v, int32_t lo, int32_t hi) {
     int32_t q;
     if (v >= -4194304.0f && v <= 4194304.0f) {
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
         q = (int32_t)((v + 12582912.0f) - 12582912.0f);
+#else
+        q = (int32_t)lrintf(v); /* x87 excess precision would break the 1.5*2^23 trick */
+#endif
     } else if (v > 0.0f && v < 2147483648.0f) {
         q = hi; /* beyond 2^22: saturates anyway (hi < 2^22) */
     } else if (v < 0.0f && v > -2147483648.0f) {
@@ -213,8 +219,7 @@ int64_t lowprec_rowwise_quantizen_generic(const float *x, int64_t ldx, int64_t n
  * x_hat = fmaf(q, scale, min_h) (exactly what FBGEMM's 4/2-bit dequantization and lookups
  * compute, so the loss is the deployed error), acc = fmaf(e, e, acc) in float.
  * Summation order (shared with the AVX2 kernel, which keeps two 8-lane accumulators):
- * element j goes to accumulator (j/8) % 2, lane j % 8; then acc0 + acc1 lane-wise, then the
- * lanes as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)).
+ * element j goes to accumulator (j/8) % 2, lane j % 8; then acc0 + acc1 lane-wise, then the lanes as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)).
  * Clamping before rounding equals clamping after (0 and qmax are integers), and a NaN product
  * (a bias that overflowed fp16) clamps to 0 as the deployed code does.  On the clamped value
  * adding and subtracting 1.5*2^23 rounds half to even exactly. */
@@ -224,7 +229,11 @@ static float nbit_loss(const float *x, int64_t dim, float qmax, nbit_params p) {
         float v = (x[j] - p.min_h) * p.inv;
         v = v > 0.0f ? v : 0.0f;      /* _mm256_max_ps(v, 0): NaN -> 0 */
         v = v < qmax ? v : qmax;      /* _mm256_min_ps(v, qmax) */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
         float q = (v + 12582912.0f) - 12582912.0f;
+#else
+        float q = rintf(v);
+#endif
         float e = x[j] - fmaf(q, p.scale, p.min_h);
         acc[(j >> 3) & 1][j & 7] = fmaf(e, e, acc[(j >> 3) & 1][j & 7]);
     }

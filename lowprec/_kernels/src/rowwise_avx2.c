@@ -2,11 +2,15 @@
  * portable twins in rowwise.c (see that file for the numerics and why they are what they are).
  *
  * The 8-bit and N-bit encoders follow FBGEMM's FloatOrHalfTo*RowwiseQuantized*Avx2: one pass
- * for min/max (a single 8-lane accumulator, because the sign of a zero extremum depends on the
- * order), one pass that converts 32 columns per iteration with vcvtps2dq and packs them.
+ * for min/max (four accumulators; FBGEMM's single-accumulator order is replayed only when the
+ * minimum or maximum is zero, because only then can the order change the stored bits), one
+ * pass that converts 32 columns per iteration with vcvtps2dq, saturating packs and
+ * vpmaddubsw-based nibble/crumb packing.  4/2-bit rows are processed four at a time so that the
+ * per-row parameter chain (fp16 round trips, two divisions) runs in SSE lanes.
  * The greedy search evaluates two candidate ranges per pass over the row (the row stays in L1),
- * which gives the out-of-order core four independent accumulator chains.  The loss uses FMA
- * exactly where the portable twin calls fmaf(), so both give identical bits.
+ * which gives the out-of-order core four independent accumulator chains, and computes the next
+ * step's candidate parameters while the losses are summed.  The loss uses FMA exactly where the
+ * portable twin calls fmaf(), so both give identical bits.
  */
 #include "rowwise.h"
 
@@ -79,19 +83,15 @@ static LOWPREC_TARGET_AVX2 inline int row_minmax(const float *x, int64_t dim, fl
     __m256 mn0 = _mm256_loadu_ps(x), mn1 = _mm256_loadu_ps(x + 8);
     __m256 mn2 = _mm256_loadu_ps(x + 16), mn3 = _mm256_loadu_ps(x + 24);
     __m256 mx0 = mn0, mx1 = mn1, mx2 = mn2, mx3 = mn3;
-    /* unordered(v, v) is true only for NaN lanes; infinities show up in lo/hi */
-    __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(mn0, mn0, _CMP_UNORD_Q),
-                                           _mm256_cmp_ps(mn1, mn1, _CMP_UNORD_Q)),
-                              _mm256_or_ps(_mm256_cmp_ps(mn2, mn2, _CMP_UNORD_Q),
-                                           _mm256_cmp_ps(mn3, mn3, _CMP_UNORD_Q)));
+    /* NaN detection for one add per vector: a NaN anywhere makes this sum NaN.  The converse
+     * fails only through inf - inf (infinities, or a finite sum that overflowed), and then the
+     * exact ordered pass decides.  Infinities themselves show up in lo/hi. */
+    __m256 sum = _mm256_add_ps(_mm256_add_ps(mn0, mn1), _mm256_add_ps(mn2, mn3));
     int64_t j = 32;
     for (; j + 32 <= dim; j += 32) {
         __m256 v0 = _mm256_loadu_ps(x + j), v1 = _mm256_loadu_ps(x + j + 8);
         __m256 v2 = _mm256_loadu_ps(x + j + 16), v3 = _mm256_loadu_ps(x + j + 24);
-        nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q),
-                                                          _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)),
-                                             _mm256_or_ps(_mm256_cmp_ps(v2, v2, _CMP_UNORD_Q),
-                                                          _mm256_cmp_ps(v3, v3, _CMP_UNORD_Q))));
+        sum = _mm256_add_ps(sum, _mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)));
         mn0 = _mm256_min_ps(mn0, v0);
         mn1 = _mm256_min_ps(mn1, v1);
         mn2 = _mm256_min_ps(mn2, v2);
@@ -103,13 +103,13 @@ static LOWPREC_TARGET_AVX2 inline int row_minmax(const float *x, int64_t dim, fl
     }
     for (; j + 8 <= dim; j += 8) {
         __m256 v = _mm256_loadu_ps(x + j);
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        sum = _mm256_add_ps(sum, v);
         mn0 = _mm256_min_ps(mn0, v);
         mx0 = _mm256_max_ps(mx0, v);
     }
     if (j < dim) { /* the last 8 columns again (overlapping): min/max are idempotent */
         __m256 v = _mm256_loadu_ps(x + dim - 8);
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        sum = _mm256_add_ps(sum, v);
         mn0 = _mm256_min_ps(mn0, v);
         mx0 = _mm256_max_ps(mx0, v);
     }
@@ -122,8 +122,9 @@ static LOWPREC_TARGET_AVX2 inline int row_minmax(const float *x, int64_t dim, fl
     m4 = _mm_min_ss(m4, _mm_shuffle_ps(m4, m4, 1));
     M4 = _mm_max_ss(M4, _mm_shuffle_ps(M4, M4, 1));
     float lo = _mm_cvtss_f32(m4), hi = _mm_cvtss_f32(M4);
-    if (_mm256_movemask_ps(nan) != 0 || isinf(lo) || isinf(hi)) return 1;
-    if (lo == 0.0f || hi == 0.0f) return row_minmax_ordered(x, dim, out_min, out_max);
+    if (isinf(lo) || isinf(hi)) return 1;
+    if (_mm256_movemask_ps(_mm256_cmp_ps(sum, sum, _CMP_UNORD_Q)) != 0 || lo == 0.0f || hi == 0.0f)
+        return row_minmax_ordered(x, dim, out_min, out_max);
     *out_min = lo;
     *out_max = hi;
     return 0;
@@ -139,21 +140,52 @@ static inline int32_t round_sat(float v, int32_t lo, int32_t hi) {
     return q < lo ? lo : (q > hi ? hi : q);
 }
 
-/* 32 codes (x - mn) * inv, rounded half to even, clamped to [0, qmax], as bytes in order.
+/* 32 codes (x - mn) * inv, rounded half to even, clamped to [0, qmax], as bytes in the order
+ * the in-lane packs leave them: 128-bit lane 0 holds elements 0-3, 8-11, 16-19, 24-27 and lane 1
+ * elements 4-7, 12-15, 20-23, 28-31 (groups of four consecutive elements stay together).
  * The clamp is done by the saturating packs (int32 -> int16 -> uint8) and one vpminub, as in
  * FBGEMM: vcvtps2dq gives INT32_MIN for NaN and out-of-range products, which saturates to 0,
  * the same as the scalar round_sat; large values saturate to 255, then to qmax. */
-static LOWPREC_TARGET_AVX2 inline __m256i codes32(const float *x, __m256 mn, __m256 inv,
-                                                  __m256i qmax8) {
+static LOWPREC_TARGET_AVX2 inline __m256i codes32_lanes(const float *x, __m256 mn, __m256 inv,
+                                                        __m256i qmax8) {
     __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x), mn), inv));
     __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8), mn), inv));
     __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 16), mn), inv));
     __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 24), mn), inv));
     __m256i ab = _mm256_packs_epi32(a, b);
     __m256i cd = _mm256_packs_epi32(c, d);
-    __m256i abcd = _mm256_min_epu8(_mm256_packus_epi16(ab, cd), qmax8);
-    /* the packs work within 128-bit lanes: restore the element order */
-    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return _mm256_min_epu8(_mm256_packus_epi16(ab, cd), qmax8);
+}
+
+/* The same 32 codes in element order. */
+static LOWPREC_TARGET_AVX2 inline __m256i codes32(const float *x, __m256 mn, __m256 inv,
+                                                  __m256i qmax8) {
+    return _mm256_permutevar8x32_epi32(codes32_lanes(x, mn, inv, qmax8),
+                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* 32 4-bit codes (codes32_lanes order) -> 16 packed bytes, element 2k in the low nibble.
+ * vpmaddubsw with (1, 16) makes each 16-bit word e(2k) + 16 e(2k+1); vpshufb gathers the low
+ * bytes of the words per lane; unpacking the two lanes' 16-bit pairs restores element order. */
+static LOWPREC_TARGET_AVX2 inline __m128i pack4_32(__m256i c) {
+    const __m256i w = _mm256_set1_epi16(0x1001); /* bytes 1, 16 */
+    const __m256i lowbytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+                                              0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i t = _mm256_shuffle_epi8(_mm256_maddubs_epi16(c, w), lowbytes);
+    return _mm_unpacklo_epi16(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
+/* 32 2-bit codes (codes32_lanes order) -> 8 packed bytes, element 4k at bits 0-1.
+ * vpmaddubsw (1, 4) then vpmaddwd (1, 16): each 32-bit group of four becomes
+ * e0 + 4 e1 + 16 e2 + 64 e3; then as in pack4_32 with 8-bit interleaving. */
+static LOWPREC_TARGET_AVX2 inline __m128i pack2_32(__m256i c) {
+    const __m256i w1 = _mm256_set1_epi16(0x0401); /* bytes 1, 4 */
+    const __m256i w2 = _mm256_set1_epi32(0x00100001); /* words 1, 16 */
+    const __m256i lowbytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                              0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(c, w1), w2);
+    t = _mm256_shuffle_epi8(t, lowbytes);
+    return _mm_unpacklo_epi8(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
 }
 
 LOWPREC_TARGET_AVX2
@@ -212,20 +244,11 @@ static LOWPREC_TARGET_AVX2 void encode_nbit(const float *row, int64_t dim, int b
     const __m256i qmax_v = _mm256_set1_epi8((char)qmax);
     int64_t j = 0;
     for (; j + 32 <= dim; j += 32) {
-        __m256i c = codes32(row + j, mn_v, inv_v, qmax_v);
-        if (bits == 4) {
-            /* byte 2k | byte 2k+1 << 4 lands in the low byte of each 16-bit word */
-            c = _mm256_and_si256(_mm256_or_si256(c, _mm256_srli_epi16(c, 4)), _mm256_set1_epi16(0x00ff));
-            __m128i o = _mm_packus_epi16(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-            _mm_storeu_si128((__m128i *)(orow + j / 2), o);
-        } else {
-            c = _mm256_or_si256(_mm256_or_si256(c, _mm256_srli_epi32(c, 6)),
-                                _mm256_or_si256(_mm256_srli_epi32(c, 12), _mm256_srli_epi32(c, 18)));
-            c = _mm256_and_si256(c, _mm256_set1_epi32(0xff));
-            __m128i o = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-            o = _mm_packus_epi16(o, o);
-            _mm_storel_epi64((__m128i *)(orow + j / 4), o);
-        }
+        __m256i c = codes32_lanes(row + j, mn_v, inv_v, qmax_v);
+        if (bits == 4)
+            _mm_storeu_si128((__m128i *)(orow + j / 2), pack4_32(c));
+        else
+            _mm_storel_epi64((__m128i *)(orow + j / 4), pack2_32(c));
     }
     if (j < dim) {
         memset(orow + j / per_byte, 0, (size_t)(nb - j / per_byte));
@@ -238,10 +261,56 @@ static LOWPREC_TARGET_AVX2 void encode_nbit(const float *row, int64_t dim, int b
     memcpy(orow + nb + 2, &p.min_bits, 2);
 }
 
+/* make_params for four ranges in the lanes of SSE registers (same IEEE operations lane by lane,
+ * hence the same values as make_params): 2 packed divisions and fp16 round trips instead of 8. */
+static LOWPREC_TARGET_AVX2 inline void make_params4(const float *lo4, const float *hi4, int bits,
+                                                    nbit_params *p) {
+    const int rne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1.0f);
+    __m128i mbits = _mm_cvtps_ph(_mm_loadu_ps(lo4), rne);
+    __m128 mh = _mm_cvtph_ps(mbits);
+    __m128 range = _mm_sub_ps(_mm_loadu_ps(hi4), mh);
+    __m128 sc = _mm_div_ps(range, _mm_set1_ps((float)((1 << bits) - 1)));
+    sc = _mm_blendv_ps(sc, one, _mm_cmpeq_ps(range, zero));
+    sc = _mm_cvtph_ps(_mm_cvtps_ph(sc, rne));
+    sc = _mm_blendv_ps(sc, one, _mm_cmpeq_ps(sc, zero));
+    __m128 inv = _mm_div_ps(one, sc);
+    __m128 inf = _mm_cmpeq_ps(_mm_andnot_ps(_mm_set1_ps(-0.0f), inv), _mm_set1_ps(INFINITY));
+    sc = _mm_blendv_ps(sc, one, inf);
+    inv = _mm_blendv_ps(inv, one, inf);
+    __m128i sbits = _mm_cvtps_ph(sc, rne);
+    float m[4], s4[4], v[4];
+    uint16_t mb[8], sb[8];
+    _mm_storeu_ps(m, mh);
+    _mm_storeu_ps(s4, sc);
+    _mm_storeu_ps(v, inv);
+    _mm_storeu_si128((__m128i *)mb, mbits);
+    _mm_storeu_si128((__m128i *)sb, sbits);
+    for (int k = 0; k < 4; k++) {
+        p[k].min_h = m[k];
+        p[k].scale = s4[k];
+        p[k].inv = v[k];
+        p[k].min_bits = mb[k];
+        p[k].scale_bits = sb[k];
+    }
+}
+
 LOWPREC_TARGET_AVX2
 int64_t lowprec_rowwise_quantizen_avx2(const float *x, int64_t ldx, int64_t n_rows, int64_t dim,
                                        int bits, uint8_t *out, int64_t ldo) {
-    for (int64_t r = 0; r < n_rows; r++) {
+    int64_t r = 0;
+    /* Four rows at a time: all min/max passes, then the four parameter sets in SSE lanes, then
+     * the encodings.  Row by row, each encoding waited for a ~40-cycle chain of fp16 round trips
+     * and divisions; batched, that chain is paid once per four rows. */
+    for (; r + 4 <= n_rows; r += 4) {
+        float lo[4], hi[4];
+        nbit_params p[4];
+        for (int k = 0; k < 4; k++)
+            if (row_minmax(x + (r + k) * ldx, dim, &lo[k], &hi[k])) return r + k;
+        make_params4(lo, hi, bits, p);
+        for (int k = 0; k < 4; k++) encode_nbit(x + (r + k) * ldx, dim, bits, p[k], out + (r + k) * ldo);
+    }
+    for (; r < n_rows; r++) {
         const float *row = x + r * ldx;
         float lo, hi;
         if (row_minmax(row, dim, &lo, &hi)) return r;
@@ -275,6 +344,8 @@ static LOWPREC_TARGET_AVX2 inline __m256 err8(__m256 x, __m256 mn, __m256 inv, _
         (acc) = _mm256_fmadd_ps(e_, e_, (acc)); \
     } while (0)
 
+/* a0 + a1 lane-wise, then the lanes as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)): the order
+ * the portable nbit_loss reproduces. */
 static LOWPREC_TARGET_AVX2 inline float hsum_pair(__m256 a0, __m256 a1) {
     __m256 s = _mm256_add_ps(a0, a1);
     __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
@@ -282,6 +353,8 @@ static LOWPREC_TARGET_AVX2 inline float hsum_pair(__m256 a0, __m256 a1) {
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
 }
 
+/* Vector k (elements 8k..8k+7) goes to accumulator k % 2.  (Four accumulators per loss were
+ * tried: with two losses in flight they need 8 of the 16 ymm registers and the loop spills.) */
 static LOWPREC_TARGET_AVX2 float nbit_loss(const float *x, int64_t dim, float qmax_f,
                                            nbit_params p) {
     const __m256 mn = _mm256_set1_ps(p.min_h), inv = _mm256_set1_ps(p.inv),
@@ -432,25 +505,9 @@ LOWPREC_TARGET_AVX2
 int64_t lowprec_rowwise_greedy_avx2(const float *x, int64_t ldx, int64_t n_rows, int64_t dim,
                                     int bits, int n_bins, int min_bins, uint8_t *out, int64_t ldo) {
     const float qmax = (float)((1 << bits) - 1);
-    /* Two rows at a time, step by step in turn: while one row's step waits for its losses,
-     * its decision and the next parameters, the other row's step keeps the vector units busy. */
+    /* One row at a time.  (Stepping two rows in turn, to overlap one row's decision latency
+     * with the other's loss evaluation, measured 5% slower: the step is throughput-bound.) */
     int64_t r = 0;
-    for (; r + 2 <= n_rows; r += 2) {
-        greedy_state g[2];
-        for (int k = 0; k < 2; k++) {
-            const float *row = x + (r + k) * ldx;
-            float xmin, xmax;
-            if (row_minmax(row, dim, &xmin, &xmax)) return r + k;
-            greedy_init(&g[k], row, dim, bits, n_bins, min_bins, qmax, xmin, xmax);
-        }
-        while (g[0].active | g[1].active) {
-            greedy_step(&g[0], dim, bits, n_bins, qmax);
-            greedy_step(&g[1], dim, bits, n_bins, qmax);
-        }
-        for (int k = 0; k < 2; k++)
-            encode_nbit(g[k].row, dim, bits, make_params(g[k].best_lo, g[k].best_hi, bits),
-                        out + (r + k) * ldo);
-    }
     for (; r < n_rows; r++) {
         greedy_state g;
         const float *row = x + r * ldx;
