@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,10 +13,18 @@ from lowprec import _dispatch, _threads, _validation
 
 
 def run_python(code, **env):
-    """Run ``code`` in a fresh interpreter (dispatch is decided once, at import)."""
+    """Run ``code`` in a fresh interpreter (dispatch is decided once, at import).
+
+    It runs outside the checkout, so that it imports the installed package, not the sources.
+    """
     full_env = dict(os.environ, **env)
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=True,
+        cwd=tempfile.gettempdir(),
     )
     return result.stdout, result.stderr
 
