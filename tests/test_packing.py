@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lowprec.packing import pack_bits, unpack_bits
-from tests.hard_cases import SIZES
+from hard_cases import SIZES
 
 
 def ref_pack(codes, bits):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import lowprec.quantization as lq
 from lowprec.quantization import choose_qparams, dequantize, quantize
-from tests.hard_cases import SIZES, float32_specials, layouts
+from hard_cases import SIZES, float32_specials, layouts
 
 QTYPES = {  # name -> (dtype argument, storage, qmin, qmax)
     "uint8": (np.uint8, np.uint8, 0, 255),

@@ -18,60 +18,17 @@
 #include <math.h>
 #include <string.h>
 
+#include "half.h"
 #include "rowwise.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* fp16                                                                                       */
 
-uint16_t lowprec_float_to_half(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) {
-        /* inf stays inf; NaN stays NaN, quietened and truncated like vcvtps2ph. */
-        if (ax == 0x7f800000u) return (uint16_t)(sign | 0x7c00u);
-        return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-    }
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-    if (ax >= 0x38800000u) {                                   /* normal fp16 (>= 2^-14) */
-        /* Rebias the exponent (127 -> 15) and round the 13 dropped bits half to even. */
-        ax += 0xc8000fffu + ((ax >> 13) & 1u);
-        return (uint16_t)(sign | (ax >> 13));
-    }
-    if (ax <= 0x33000000u) return (uint16_t)sign; /* <= 2^-25 (the tie rounds to even 0) */
-    /* Subnormal fp16: count units of 2^-24, rounding half to even. */
-    uint32_t e = ax >> 23;
-    uint32_t m = (ax & 0x7fffffu) | 0x800000u;
-    uint32_t shift = 126u - e; /* 14..24 */
-    uint32_t q = m >> shift;
-    uint32_t rem = m & ((1u << shift) - 1u);
-    uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (q & 1u))) q++;
-    return (uint16_t)(sign | q);
-}
+/* The conversions live in half.h (shared with the EmbeddingBag kernels); these are the
+ * out-of-line entry points that rowwise.h declares. */
+uint16_t lowprec_float_to_half(float f) { return lowprec_f32_to_f16(f); }
 
-float lowprec_half_to_float(uint16_t h) {
-    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu;
-    uint32_t m = h & 0x3ffu;
-    uint32_t bits;
-    if (e == 0x1fu) {
-        bits = sign | 0x7f800000u | (m << 13);
-    } else if (e != 0) {
-        bits = sign | ((e + 112u) << 23) | (m << 13);
-    } else if (m == 0) {
-        bits = sign;
-    } else {
-        /* Subnormal: m * 2^-24 is exact in float. */
-        float v = (float)m * 5.9604644775390625e-8f;
-        memcpy(&bits, &v, 4);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+float lowprec_half_to_float(uint16_t h) { return lowprec_f16_to_f32(h); }
 
 void lowprec_rowwise_f32_to_f16_generic(const float *x, int64_t n, uint16_t *out) {
     for (int64_t i = 0; i < n; i++) out[i] = lowprec_float_to_half(x[i]);
