@@ -20,6 +20,7 @@ import numpy as np
 from . import _dispatch
 from ._kernels import _gemm_int8
 from ._packed_weights import FORMAT_VERSION, PackedWeights
+from .quantization import choose_qparams, quantize
 from ._threads import resolve_n_threads
 from ._validation import as_array, check_out
 
@@ -410,48 +411,6 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
 # dynamic quantization
 
 
-def _choose_qparams_u8(xmin, xmax):
-    """FBGEMM / PyTorch ``ChooseQuantizationParams(min, max, 0, 255)`` (no reduce_range).
-
-    Private twin: lowprec.quantization.choose_qparams is being written concurrently.
-    """
-    qmin, qmax = 0, 255
-    xmin = min(float(np.float32(xmin)), 0.0)
-    xmax = max(float(np.float32(xmax)), 0.0)
-    scale = (np.float64(xmax) - np.float64(xmin)) / (qmax - qmin)
-    scale32 = np.float32(scale)
-    with np.errstate(divide="ignore", over="ignore"):
-        if scale32 == 0 or np.isinf(np.float32(1.0) / scale32):
-            scale = 0.1
-            scale32 = np.float32(0.1)
-    small = np.float32(6.1e-5)
-    if scale32 < small:
-        org = float(scale32)
-        scale32 = small
-        scale = float(small)
-        if xmin == 0.0:
-            xmax = float(small) * (qmax - qmin)
-        elif xmax == 0.0:
-            xmin = -float(small) * (qmax - qmin)
-        else:
-            amp = float(small) / org
-            xmin *= amp
-            xmax *= amp
-    scale = float(scale32)  # the scale used from here on is the float32 one
-    zp_from_min = qmin - xmin / scale
-    zp_from_max = qmax - xmax / scale
-    err_min = abs(qmin) + abs(xmin / scale)
-    err_max = abs(qmax) + abs(xmax / scale)
-    zp0 = zp_from_min if err_min < err_max else zp_from_max
-    if zp0 < qmin:
-        zp = qmin
-    elif zp0 > qmax:
-        zp = qmax
-    else:
-        zp = int(np.rint(zp0))
-    return np.float32(scale), zp
-
-
 def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     """Dynamically quantized linear layer: float32 ``x (..., K)`` -> float32 ``(..., N)``.
 
@@ -477,46 +436,45 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     out_shape = x.shape[:-1] + (n,)
     out = check_out(out, out_shape, np.float32, inputs=(x,))
     x2, _ = _as_rows(x.astype(np.float32, copy=False), k, "x")
-    if x2.size:
-        xmin, xmax = float(x2.min()), float(x2.max())
-        if not (np.isfinite(xmin) and np.isfinite(xmax)):
-            raise ValueError("x must be finite (NaN or inf found)")
-    else:
-        xmin = xmax = 0.0
-    a_s, a_zp = _choose_qparams_u8(xmin, xmax)
     m = x2.shape[0]
+    isa = _gemm_int8._get_isa()
+    layout = _gemm_int8.layout_for_isa(isa)
+    buf = w_packed._buffers.get(layout)
+    if buf is None:
+        buf = w_packed._buffer(layout)
+    bzp = _cached(w_packed, ("corr", 0), lambda: _corrections(w_packed, 0))[1]
+    wscale = w_packed.scale
     nt = resolve_n_threads(n_threads, work_items=m * n * max(k, 1),
                            min_items_per_thread=_MIN_MACS_PER_THREAD)
-    a_u8 = np.empty((m, k), dtype=np.uint8)
-    _gemm_int8.quantize_u8(x2, a_u8, np.float32(1.0) / a_s, a_zp, nt)
-    if bias is None:
-        mult, bias_term = _cached(w_packed, ("mult", float(a_s), None),
-                                  lambda: _multipliers(w_packed, float(a_s), None, b))
-    else:
-        mult, bias_term = _multipliers(w_packed, float(a_s), None, b)
+    qbuf = np.empty((m, k), dtype=np.uint8)
     out2 = out.reshape(-1, n) if out.ndim != 2 else out
-    _run(a_u8, w_packed, out2, _gemm_int8.OUT_FLOAT32, a_zp, mult, bias_term, 0, 0, 0,
-         bool(relu), n_threads)
+    # min/max, qparams, quantization, corrections and the product in one C call; it raises
+    # ValueError for a non-finite x before anything is written to out
+    _gemm_int8.linear_f32(x2, buf, layout, n, out2, qbuf, w_packed.colsum, bzp, wscale, b,
+                          bool(relu), nt, isa)
     return out
 
 
 def quantize_activations(x):
-    """``(q, scale, zero_point)``: ``x`` quantized to uint8 exactly as :func:`linear` does."""
+    """``(q, scale, zero_point)``: ``x`` quantized to uint8 exactly as :func:`linear` does.
+
+    This is :func:`lowprec.quantization.choose_qparams` (uint8, per tensor, no reduce_range)
+    followed by :func:`lowprec.quantization.quantize` (torch's per-tensor rule,
+    ``clamp(rint(fma(x, 1/scale, zp)))``); :func:`linear` runs a fused C twin of both that
+    gives the same bits (tests/test_gemm_int8.py pins them to each other and to torch).
+    """
     x = as_array(x, "x")
     if x.dtype.kind != "f":
         raise TypeError(f"x has dtype {x.dtype}; expected a float dtype")
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    x2 = x32.reshape(-1, x32.shape[-1]) if x32.ndim else x32.reshape(1, 1)
-    if x2.size:
-        xmin, xmax = float(x2.min()), float(x2.max())
-        if not (np.isfinite(xmin) and np.isfinite(xmax)):
-            raise ValueError("x must be finite (NaN or inf found)")
+    if x32.size and not np.isfinite(x32).all():
+        raise ValueError("x must be finite (NaN or inf found)")
+    if x32.size:
+        a_s, a_zp = choose_qparams(x32, dtype=np.uint8)
     else:
-        xmin = xmax = 0.0
-    a_s, a_zp = _choose_qparams_u8(xmin, xmax)
-    q = np.empty(x2.shape, dtype=np.uint8)
-    _gemm_int8.quantize_u8(x2, q, np.float32(1.0) / a_s, a_zp, 1)
-    return q.reshape(x32.shape), a_s, a_zp
+        a_s, a_zp = _gemm_int8.choose_qparams_u8(0.0, 0.0)
+    q = quantize(x32, a_s, a_zp, dtype=np.uint8, n_threads=1)
+    return q, np.float32(a_s), a_zp
 
 
 # ----------------------------------------------------------------------------------------------

@@ -274,9 +274,9 @@ def test_linear_matches_reference(isa):
     got = G.linear(x, pw)
     want, q, a_s, a_zp = _dyn_reference(x, pw)
     np.testing.assert_array_equal(got, want)
-    # quantization follows FBGEMM's rule bit for bit
-    inv = np.float32(1) / a_s
-    qref = np.clip(np.rint(x * inv) + a_zp, 0, 255).astype(np.uint8)
+    # quantization follows torch's dynamic rule bit for bit: rint(fl32(x * inv + zp))
+    inv = np.float64(np.float32(1) / a_s)
+    qref = np.clip(np.rint((x.astype(np.float64) * inv + a_zp).astype(np.float32)), 0, 255)
     np.testing.assert_array_equal(q, qref)
     # close to the float product
     err = np.abs(got - (x @ wf.T + pw.bias))
@@ -295,13 +295,131 @@ def test_linear_constant_and_nonfinite():
         G.linear(x, pw)
 
 
+def _qparam_ranges(rng, n):
+    """(min, max) pairs over many magnitudes, signs, ties and the edge cases of the scale rule."""
+    out = [(0.0, 0.0), (-0.0, 0.0), (1e-45, 1e-45), (-1e-45, 1e-45), (6.1e-5 * 255, 6.1e-5 * 255),
+           (-6.1e-5 * 255, 0.0), (-3.4e38, 3.4e38), (0.0, 3.4e38), (-1e-6, 1e-6),
+           (-3.3, 0.01), (-1.0, 3.0), (0.5, 2.0), (-7.0, -1.0), (-16.1, 4.9),
+           (-0.1609589, 0.42123288), (-0.07236842, 0.125), (-0.0014877319, 0.0019454956)]
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            lo, hi = sorted(rng.standard_normal(2) * 10.0 ** rng.uniform(-8, 6))
+        elif kind == 1:
+            lo, hi = -rng.uniform(0, 1) * 10.0 ** rng.integers(-9, 5), rng.uniform(0, 1) * 10.0 ** rng.integers(-9, 5)
+        elif kind == 2:  # zero points near .5 ties
+            lo, hi = sorted(rng.integers(-255, 256, 2) / rng.integers(1, 512))
+        else:
+            lo, hi = -float(rng.integers(0, 256)) * 2.0 ** rng.integers(-20, 10), 255 * 2.0 ** rng.integers(-20, 10)
+        out.append((lo, hi))
+    return [(np.float32(lo), np.float32(hi)) for lo, hi in out]
+
+
+def test_choose_qparams_c_twin_matches_quantization_module():
+    # the dynamic path's C ChooseQuantizationParams == lowprec.quantization.choose_qparams
+    from lowprec.quantization import choose_qparams
+
+    for lo, hi in _qparam_ranges(np.random.default_rng(7), 3000):
+        want = choose_qparams(np.array([lo, hi], np.float32), dtype=np.uint8)
+        assert _gemm_int8.choose_qparams_u8(lo, hi) == want, (lo, hi)
+
+
 def test_choose_qparams_matches_torch():
+    # pins PyTorch's ChooseQuantizationParams: the zero point comes from the double scale and
+    # the error terms are subtracted (FBGEMM's own copy uses the float scale and adds them, and
+    # disagrees e.g. at (-0.1609589, 0.42123288): zp 71 instead of torch's 70)
     torch = pytest.importorskip("torch")
-    for lo, hi in [(-1.0, 3.0), (0.0, 0.0), (0.5, 2.0), (-7.0, -1.0), (-1e-6, 1e-6), (-3.3, 0.01)]:
+    for lo, hi in _qparam_ranges(np.random.default_rng(8), 1500):
         x = torch.tensor([lo, hi], dtype=torch.float32)
         ts, tz = torch._choose_qparams_per_tensor(x, False)
-        s, z = G._choose_qparams_u8(lo, hi)
-        assert np.float32(ts) == s and tz == z, (lo, hi, ts, tz, s, z)
+        assert _gemm_int8.choose_qparams_u8(lo, hi) == (float(np.float32(ts)), tz), (lo, hi, ts, tz)
+        _, s, z = G.quantize_activations(np.array([lo, hi], np.float32))
+        assert (float(s), z) == (float(np.float32(ts)), tz)
+
+
+def _tie_heavy(rng, shape, scale=0.05, zp=100):
+    """float32 values within a few ulps of (t + .5) * scale: the quantizer's rounding shows."""
+    t = rng.integers(-zp - 3, 258 - zp, shape).astype(np.float64) + 0.5
+    x = (t * scale).astype(np.float32)
+    x += (rng.integers(-2, 3, shape) * np.spacing(x)).astype(np.float32)
+    return x
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 37), (5, 100), (64, 2100)])
+def test_linear_fused_quantization_matches_quantize(isa, shape):
+    # the fused C min/max + qparams + quantize == NumPy min/max + lowprec.quantization
+    from lowprec.quantization import choose_qparams, quantize
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    x = _tie_heavy(rng, shape)
+    xs = np.zeros((shape[0], shape[1] + 3), np.float32)[:, :shape[1]]
+    xs[...] = x  # strided rows (unit column stride) are read in place
+    pw = G.pack_weights(rng.normal(size=(7, shape[1])).astype(np.float32))
+    layout = _gemm_int8.layout_for_isa(_gemm_int8._get_isa())
+    for nt in (1, 2):
+        q = np.empty(shape, np.uint8)
+        out = np.empty((shape[0], 7), np.float32)
+        s, z = _gemm_int8.linear_f32(xs, pw._buffer(layout), layout, 7, out, q, pw.colsum, None,
+                                     pw.scale, None, False, nt)
+        assert (s, z) == choose_qparams(x, dtype=np.uint8)
+        np.testing.assert_array_equal(q, quantize(x, s, z, dtype=np.uint8))
+        # and the NumPy statement of the rule: one float32 rounding of x * inv + zp (x * inv is
+        # exact in float64; + zp is too at these magnitudes), then rint
+        inv = np.float64(np.float32(1) / np.float32(s))
+        ref = np.clip(np.rint((x.astype(np.float64) * inv + z).astype(np.float32)), 0, 255)
+        np.testing.assert_array_equal(q, ref)
+    q1, s1, z1 = G.quantize_activations(x)
+    np.testing.assert_array_equal(q1, q)
+    assert (float(s1), z1) == (s, z)
+
+
+def test_linear_quantization_matches_torch_dynamic():
+    # torch.ops.quantized.linear_dynamic quantizes with FBGEMM's legacy rule (x * inv + zp,
+    # one rounding, then rint); with an identity weight its output reveals the codes
+    torch = pytest.importorskip("torch")
+    torch.backends.quantized.engine = "fbgemm"
+    rng = np.random.default_rng(11)
+    k = 64
+    w = (127 * np.eye(k)).astype(np.int8)
+    qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), 1.0 / 127, 0)
+    packed = torch.ops.quantized.linear_prepack(qw, None)
+    for _ in range(20):
+        x = _tie_heavy(rng, (16, k), scale=rng.uniform(0.01, 0.1), zp=int(rng.integers(20, 230)))
+        q, s, z = G.quantize_activations(x)
+        y = torch.ops.quantized.linear_dynamic(torch.from_numpy(x), packed, False).numpy()
+        qt = np.rint(y.astype(np.float64) / (np.float64(s) * np.float64(np.float32(1.0 / 127)) * 127)) + z
+        np.testing.assert_array_equal(q, qt)
+
+
+def test_linear_thread_agnostic_parallel_passes(isa):
+    # large enough for the parallel min/max and quantize passes (>= 2**17 elements)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 520)).astype(np.float32)
+    x[123, 45] = -9.0  # the minimum lies in the second thread's rows
+    pw = G.pack_weights(rng.normal(size=(40, 520)).astype(np.float32), bias=rng.normal(size=40))
+    y1 = G.linear(x, pw, n_threads=1)
+    y2 = G.linear(x, pw, n_threads=2)
+    np.testing.assert_array_equal(y1, y2)
+    want, _, _, _ = _dyn_reference(x, pw)
+    np.testing.assert_array_equal(y1, want)
+    x[250, 3] = np.inf
+    out = np.full((300, 40), 7.0, np.float32)
+    for nt in (1, 2):
+        with pytest.raises(ValueError, match="finite"):
+            G.linear(x, pw, out=out, n_threads=nt)
+        assert np.all(out == 7.0)
+
+
+def test_linear_weight_zero_points(isa):
+    rng = np.random.default_rng(9)
+    w = rand_s8((21, 45), rng)
+    pw = G.pack_weights(w, scale=rng.uniform(0.01, 0.02, 21).astype(np.float32),
+                        zero_point=rng.integers(-5, 6, 21), bias=rng.normal(size=21))
+    x = rng.normal(size=(9, 45)).astype(np.float32)
+    q, a_s, a_zp = G.quantize_activations(x)
+    acc = ref_int(q, w, a_zp, pw.zero_point)
+    want = (np.float64(a_s) * pw.scale.astype(np.float64) * acc + pw.bias.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(G.linear(x, pw), want)
 
 
 @pytest.mark.parametrize("a_dtype", [np.uint8, np.int8])

@@ -79,13 +79,15 @@ def partition(const int64_t[::1] offsets, int64_t n_chunks):
 def pool(const uint8_t[:, ::1] table, int64_t n_rows, int64_t dim, int fmt, int mode,
          const uint8_t[::1] indices, int idx64, const int64_t[::1] offsets,
          const float[::1] weights, const int32_t[::1] mapping, int64_t padding_idx,
-         uint8_t[:, ::1] out, int out_fmt, int n_threads, int64_t chunks_per_thread=4):
+         uint8_t[:, ::1] out, int out_fmt, int n_threads, bint check=True,
+         int64_t chunks_per_thread=4):
     """Pool every bag into ``out`` (a byte view of the output rows).
 
     ``table``: a byte view of the rows (row stride = its first stride; rows contiguous);
     ``indices``: a byte view of the int32 (``idx64=0``) or int64 indices; ``offsets``: int64,
-    n_bags + 1 entries; ``weights`` / ``mapping`` may be None.  Returns -1 after pooling, or the
-    position of the first bad index (nothing written).
+    n_bags + 1 entries; ``weights`` / ``mapping`` may be None.  With ``check``, every index is
+    checked first.  Returns -1 after pooling, or the position of the first bad index (then
+    nothing was written).
     """
     cdef lowprec_eb_args a
     cdef int64_t n_bags = offsets.shape[0] - 1
@@ -111,10 +113,11 @@ def pool(const uint8_t[:, ::1] table, int64_t n_rows, int64_t dim, int fmt, int 
     if mapping is not None and a.mapping == NULL and a.n_indices > 0:
         return 0  # an empty mapping: every index is out of range
     cdef int64_t bad
-    with nogil:
-        bad = lowprec_embedding_check_generic(&a) if a.n_indices > 0 else -1
-    if bad >= 0:
-        return bad
+    if check and a.n_indices > 0:
+        with nogil:
+            bad = lowprec_embedding_check_generic(&a)
+        if bad >= 0:
+            return bad
     if n_bags == 0 or dim == 0:
         return -1
     cdef int isa = _isa

@@ -5,8 +5,10 @@
 # OpenMP threads compute whole tiles over the full K (static schedule): every output element is
 # computed by one thread in a fixed order, so results never depend on the thread count.
 
-from cython.parallel cimport prange
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc
+from libc.math cimport INFINITY
 
 from . import _runtime
 
@@ -40,12 +42,18 @@ cdef extern from "gemm_int8.h":
     void lowprec_gemm_pack_b_s8(const int8_t *w, Py_ssize_t ldw, int64_t n, int64_t k,
                                 int layout, void *dst) noexcept nogil
     void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) noexcept nogil
-    int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) noexcept nogil
+    int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p) noexcept nogil
+    int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work) noexcept nogil
     void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
                                          uint8_t *q) noexcept nogil
     void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, int32_t zp,
                                       uint8_t *q) noexcept nogil
     void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q) noexcept nogil
+    int lowprec_minmax_f32_generic(const float *x, Py_ssize_t ldx, int64_t m, int64_t k,
+                                   float *mn, float *mx) noexcept nogil
+    int lowprec_minmax_f32_avx2(const float *x, Py_ssize_t ldx, int64_t m, int64_t k,
+                                float *mn, float *mx) noexcept nogil
+    void lowprec_choose_qparams_u8(float mn, float mx, float *scale, int32_t *zp) noexcept nogil
 
 LAYOUT_Q4X32 = LOWPREC_GEMM_LAYOUT_Q4X32
 LAYOUT_P2X16 = LOWPREC_GEMM_LAYOUT_P2X16
@@ -168,18 +176,211 @@ def gemm_u8s8(const uint8_t[:, :] a, const uint8_t[::1] bp, int layout, int64_t 
     p.isa = isa
     nt = max(1, n_threads)
     with nogil:
-        lowprec_gemm_u8s8_plan(&p, nt)
-        n_tiles = p.tiles_m * p.tiles_n
-        if nt > n_tiles:
-            nt = <int>n_tiles
-        if nt > 1:
-            for t in prange(n_tiles, num_threads=nt, schedule='static'):
-                err += lowprec_gemm_u8s8_tile(&p, t) != 0
-        else:
-            for t in range(n_tiles):
-                err += lowprec_gemm_u8s8_tile(&p, t) != 0
+        err = _run_tiles(&p, nt)
     if err:
         raise MemoryError("int8 GEMM: could not allocate a tile buffer")
+
+
+cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
+    """Plan and run every tile of ``p`` on ``nt`` threads (serially, with no parallel region,
+    when nt == 1).  Returns the number of tiles that failed to allocate memory."""
+    cdef int64_t t, n_tiles, ws
+    cdef int err = 0, tid
+    cdef char *work = NULL
+    lowprec_gemm_u8s8_plan(p, nt)
+    n_tiles = p.tiles_m * p.tiles_n
+    if nt > n_tiles:
+        nt = <int>n_tiles
+    ws = lowprec_gemm_u8s8_work_size(p)
+    ws = (ws + 63) // 64 * 64
+    if ws > 0:
+        work = <char *>malloc(<size_t>(ws * nt + 64))
+        # NULL: each tile allocates its own buffer (and reports failure itself)
+    if nt > 1:
+        for t in prange(n_tiles, num_threads=nt, schedule='static'):
+            tid = threadid()
+            err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
+    else:
+        for t in range(n_tiles):
+            err += lowprec_gemm_u8s8_tile(p, t, work) != 0
+    free(work)
+    return err
+
+
+#: Elements of x below which the dynamic min/max and quantize passes stay serial.
+DEF _PAR_MIN_ELEMS = 1 << 17
+
+
+def linear_f32(const float[:, :] x, const uint8_t[::1] bp, int layout, int64_t n,
+               float[:, ::1] out, uint8_t[:, ::1] qbuf, const int32_t[::1] colsum,
+               const int32_t[::1] bzp, const float[::1] wscale, const float[::1] bias,
+               bint relu=False, int n_threads=1, int isa=-1):
+    """Dynamic linear: out = fl32(a_s*w_s[j]*corr + bias[j]), x quantized on the fly.
+
+    One pass for min/max of ``x`` (parallel over row blocks when large), PyTorch's
+    ChooseQuantizationParams in C, one quantize pass into ``qbuf`` (m x k uint8 scratch), the
+    corrections and multipliers in C, then the exact GEMM, all on the same ``n_threads`` team
+    (no parallel region at all on one thread).  Returns ``(a_scale, a_zero_point)``; raises
+    ValueError (before ``out`` is written) when ``x`` holds NaN or infinity.
+    """
+    cdef lowprec_gemm_u8s8_args p
+    cdef int64_t m = x.shape[0], k = x.shape[1], i, j, c, n_chunks, rows_per
+    cdef int nt = max(1, n_threads), bad = 0, use_avx2, err = 0
+    cdef float mn = INFINITY, mx = -INFINITY, a_s = 0.1, inv
+    cdef int32_t a_zp = 0
+    cdef float cmn[64]
+    cdef float cmx[64]
+    cdef int cbad[64]
+    cdef int32_t *coloff = NULL
+    cdef int32_t *rowsum = NULL
+    cdef double *mult = NULL
+    cdef double *bias64 = NULL
+    cdef uint32_t s
+    if isa < 0:
+        isa = _isa
+    use_avx2 = isa >= 1
+    if layout != lowprec_gemm_layout_for_isa(isa):
+        raise ValueError("packed layout does not match the ISA")
+    if bp.shape[0] != lowprec_gemm_packed_size(layout, n, k):
+        raise ValueError("packed B has the wrong size")
+    if out.shape[0] != m or out.shape[1] != n or qbuf.shape[0] != m or qbuf.shape[1] != k:
+        raise ValueError("out / qbuf have the wrong shape")
+    if colsum.shape[0] != n or wscale.shape[0] not in (1, n):
+        raise ValueError("colsum / wscale have the wrong length")
+    if bzp is not None and bzp.shape[0] != n:
+        raise ValueError("bzp has the wrong length")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m > 0 and k > 1 and x.strides[1] != 4:
+        raise ValueError("x needs a unit column stride")
+    if nt > 64:
+        nt = 64
+    with nogil:
+        # 1. min / max (row blocks; a fixed order per block and an order-free merge)
+        if m > 0 and k > 0:
+            if nt > 1 and m >= nt and m * k >= _PAR_MIN_ELEMS:
+                n_chunks = nt
+                rows_per = (m + n_chunks - 1) // n_chunks
+                for c in prange(n_chunks, num_threads=nt, schedule='static'):
+                    cmn[c] = INFINITY
+                    cmx[c] = -INFINITY
+                    cbad[c] = 0
+                    if c * rows_per < m:
+                        cbad[c] = _minmax(use_avx2, &x[c * rows_per, 0], x.strides[0] // 4,
+                                          min(rows_per, m - c * rows_per), k, &cmn[c], &cmx[c])
+                for c in range(n_chunks):
+                    bad |= cbad[c]
+                    mn = cmn[c] if cmn[c] < mn else mn
+                    mx = cmx[c] if cmx[c] > mx else mx
+            else:
+                bad = _minmax(use_avx2, &x[0, 0], x.strides[0] // 4, m, k, &mn, &mx)
+        else:
+            mn = 0.0
+            mx = 0.0
+    if bad:
+        raise ValueError("x must be finite (NaN or inf found)")
+    with nogil:
+        lowprec_choose_qparams_u8(mn, mx, &a_s, &a_zp)
+        inv = 1.0 / a_s
+        # 2. quantize (FMA rule of torch's dynamic linear)
+        if m > 0 and k > 0:
+            if nt > 1 and m >= nt and m * k >= _PAR_MIN_ELEMS:
+                for i in prange(m, num_threads=nt, schedule='static'):
+                    _quantize_row(use_avx2, &x[i, 0], k, inv, a_zp, &qbuf[i, 0])
+            else:
+                for i in range(m):
+                    _quantize_row(use_avx2, &x[i, 0], k, inv, a_zp, &qbuf[i, 0])
+        # 3. corrections and multipliers: corr = acc + coloff[j] - rowsum[i] * bzp[j]
+        coloff = <int32_t *>malloc(<size_t>(n * 4 + 4))
+        mult = <double *>malloc(<size_t>(n * 8 + 8))
+        if bias is not None:
+            bias64 = <double *>malloc(<size_t>(n * 8 + 8))
+        if bzp is not None:
+            rowsum = <int32_t *>malloc(<size_t>(m * 4 + 4))
+        if coloff == NULL or mult == NULL or (bias is not None and bias64 == NULL) or (
+                bzp is not None and rowsum == NULL):
+            err = 1
+        else:
+            for j in range(n):
+                s = <uint32_t>0 - <uint32_t>a_zp * <uint32_t>colsum[j]
+                if bzp is not None:
+                    s = s + <uint32_t>k * <uint32_t>a_zp * <uint32_t>bzp[j]
+                coloff[j] = <int32_t>s
+                mult[j] = <double>a_s * <double>(wscale[j] if wscale.shape[0] > 1 else wscale[0])
+                if bias is not None:
+                    bias64[j] = <double>bias[j]
+            if bzp is not None:
+                for i in range(m):
+                    s = 0
+                    for j in range(k):
+                        s = s + qbuf[i, j]
+                    rowsum[i] = <int32_t>s
+            if m > 0 and n > 0:
+                p.a = &qbuf[0, 0] if k > 0 else NULL
+                p.lda = qbuf.strides[0]
+                p.m = m
+                p.n = n
+                p.k = k
+                p.bp = &bp[0] if bp.shape[0] > 0 else NULL
+                p.layout = layout
+                p.out = &out[0, 0]
+                p.ldo = n
+                p.out_kind = LOWPREC_GEMM_OUT_FLOAT32
+                p.coloff = coloff
+                p.rowsum = rowsum
+                p.bzp = &bzp[0] if bzp is not None else NULL
+                p.mult = mult
+                p.mult_per_channel = 1
+                p.bias = bias64
+                p.y_zp = 0
+                p.lo = 0
+                p.hi = 0
+                p.relu = relu
+                p.isa = isa
+                err = _run_tiles(&p, nt)
+        free(coloff)
+        free(mult)
+        free(bias64)
+        free(rowsum)
+    if err:
+        raise MemoryError("int8 GEMM: out of memory")
+    return float(a_s), int(a_zp)
+
+
+cdef inline int _minmax(int use_avx2, const float *x, Py_ssize_t ldx, int64_t m, int64_t k,
+                        float *mn, float *mx) noexcept nogil:
+    if use_avx2:
+        return lowprec_minmax_f32_avx2(x, ldx, m, k, mn, mx)
+    return lowprec_minmax_f32_generic(x, ldx, m, k, mn, mx)
+
+
+cdef inline void _quantize_row(int use_avx2, const float *x, int64_t k, float inv, int32_t zp,
+                               uint8_t *q) noexcept nogil:
+    if use_avx2:
+        lowprec_quantize_u8_f32_avx2(x, k, inv, zp, q)
+    else:
+        lowprec_quantize_u8_f32_generic(x, k, inv, zp, q)
+
+
+def choose_qparams_u8(float mn, float mx):
+    """The C twin of lowprec.quantization.choose_qparams (uint8, per tensor) from (min, max)."""
+    cdef float s
+    cdef int32_t z
+    lowprec_choose_qparams_u8(mn, mx, &s, &z)
+    return float(s), int(z)
+
+
+def minmax_f32(const float[:, :] x, int isa=-1):
+    """(min, max, nonfinite) of a 2-D float32 array with a unit column stride."""
+    cdef float mn = INFINITY, mx = -INFINITY
+    cdef int bad = 0
+    if isa < 0:
+        isa = _isa
+    if x.shape[0] > 0 and x.shape[1] > 0:
+        if x.shape[1] > 1 and x.strides[1] != 4:
+            raise ValueError("x needs a unit column stride")
+        bad = _minmax(isa >= 1, &x[0, 0], x.strides[0] // 4, x.shape[0], x.shape[1], &mn, &mx)
+    return float(mn), float(mx), bool(bad)
 
 
 def quantize_u8(const float[:, :] x, uint8_t[:, ::1] q, float inv_scale, int zp, int n_threads=1,

@@ -163,16 +163,68 @@ void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale,
                                      uint8_t *q) {
     const float fzp = (float)zp;
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i] * inv_scale;
-        /* Clamp before rounding: the result is clamped to [0, 255] after adding zp in [0, 255],
-         * so any |v| > 1024 gives the same code; it also keeps the magic-number rounding valid. */
-        v = v < -1024.0f ? -1024.0f : (v > 1024.0f ? 1024.0f : v);
-        /* round half to even in the default rounding mode: 1.5 * 2^23 trick (|v| < 2^22). */
-        float r = (v + 12582912.0f) - 12582912.0f;
-        r += fzp;
-        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
+        float t = fmaf(x[i], inv_scale, fzp); /* one rounding of x * inv + zp */
+        t = t < 0.0f ? 0.0f : (t > 255.0f ? 255.0f : t);
+        /* round half to even in the default rounding mode: 1.5 * 2^23 trick (0 <= t <= 255) */
+        const float r = (t + 12582912.0f) - 12582912.0f;
         q[i] = (uint8_t)(int32_t)r;
     }
+}
+
+int lowprec_minmax_f32_generic(const float *x, ptrdiff_t ldx, int64_t m, int64_t k, float *mn,
+                               float *mx) {
+    float lo = *mn, hi = *mx, z = 0.0f;
+    for (int64_t i = 0; i < m; i++) {
+        const float *xr = x + i * ldx;
+        for (int64_t j = 0; j < k; j++) {
+            const float v = xr[j];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+            z += v * 0.0f; /* NaN for NaN and +-inf: stays NaN */
+        }
+    }
+    *mn = lo;
+    *mx = hi;
+    return z != z;
+}
+
+void lowprec_choose_qparams_u8(float mn, float mx, float *scale_out, int32_t *zp_out) {
+    const int32_t qmin = 0, qmax = 255;
+    const float small = 6.1e-5f; /* SMALL_SCALE_THRESHOLD: the smallest normal fp16 */
+    mn = mn < 0.0f ? mn : 0.0f;
+    mx = mx > 0.0f ? mx : 0.0f;
+    double scale = ((double)mx - (double)mn) / (double)(qmax - qmin);
+    {
+        volatile float s32 = (float)scale, inv = 1.0f / s32;
+        if (s32 == 0.0f || isinf(inv)) scale = 0.1;
+    }
+    if (scale < (double)small) {
+        const float org = (float)scale;
+        scale = (double)small;
+        if (mn == 0.0f) {
+            mx = small * (float)(qmax - qmin);
+        } else if (mx == 0.0f) {
+            mn = -small * (float)(qmax - qmin);
+        } else {
+            const float amp = small / org;
+            mn *= amp;
+            mx *= amp;
+        }
+    }
+    const double zmin = (double)qmin - (double)mn / scale;
+    const double zmax = (double)qmax - (double)mx / scale;
+    const double emin = (double)abs(qmin) - fabs((double)mn / scale);
+    const double emax = (double)abs(qmax) - fabs((double)mx / scale);
+    const double z0 = emin < emax ? zmin : zmax;
+    int32_t zp;
+    if (z0 < qmin)
+        zp = qmin;
+    else if (z0 > qmax)
+        zp = qmax;
+    else
+        zp = (int32_t)nearbyint(z0);
+    *scale_out = (float)scale;
+    *zp_out = zp;
 }
 
 void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q) {
@@ -207,7 +259,12 @@ void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) {
     p->tiles_n = (p->n + nc - 1) / nc;
 }
 
-int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) {
+int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p) {
+    if (p->layout != LOWPREC_GEMM_LAYOUT_P2X16) return 0;
+    return (p->mc * round_up(p->k, 2) + 16) * (int64_t)sizeof(uint16_t);
+}
+
+int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work) {
     const int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
     const int64_t i0 = tm * p->mc, i1 = (i0 + p->mc < p->m) ? i0 + p->mc : p->m;
     const int64_t j0 = tn * p->nc, j1 = (j0 + p->nc < p->n) ? j0 + p->nc : p->n;
@@ -249,7 +306,8 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) {
     if (p->isa == LOWPREC_ISA_AVX2) ukr = lowprec_gemm_u8s8s32_avx2_6x16;
 #endif
     const int64_t rows = i1 - i0;
-    uint16_t *aw = (uint16_t *)malloc((size_t)(rows * kp + 16) * sizeof(uint16_t));
+    uint16_t *aw = (uint16_t *)work;
+    if (!aw) aw = (uint16_t *)malloc((size_t)(rows * kp + 16) * sizeof(uint16_t));
     if (!aw) return -1;
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *src = p->a + (i0 + r) * p->lda;
@@ -267,6 +325,6 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t) {
             pipe(p, cbuf, P_NR, i, m, j, n);
         }
     }
-    free(aw);
+    if (aw != work) free(aw);
     return 0;
 }

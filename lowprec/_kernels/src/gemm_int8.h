@@ -76,8 +76,12 @@ void lowprec_gemm_pack_b_s8(const int8_t *w, ptrdiff_t ldw, int64_t n, int64_t k
 /* ---- driver (portable) ---- */
 /* Fill mc, nc, tiles_m, tiles_n for p->isa and the thread count. */
 void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads);
-/* Compute output tile t (0 <= t < tiles_m * tiles_n).  Returns 0, or -1 when out of memory. */
-int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t);
+/* Bytes of per-thread workspace that lowprec_gemm_u8s8_tile needs (after plan; 0 for Q4x32,
+ * the widened A block for P2x16). */
+int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p);
+/* Compute output tile t (0 <= t < tiles_m * tiles_n) with a per-thread workspace of
+ * work_size bytes (NULL: allocated per call).  Returns 0, or -1 when out of memory. */
+int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work);
 
 /* ---- micro-kernels: c[r * NR + j] = sum_k a[r][k] * b[k][j] for r < m (rows >= m untouched);
  * every twin of a layout has the same signature and gives identical results. ---- */
@@ -162,12 +166,24 @@ void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *
 void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                       int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
 
-/* ---- dynamic quantization of activations (FBGEMM's rule, formats.md 1):
- * q = clamp(zp + rint(fl32(x * inv_scale)), 0, 255). ---- */
+/* ---- dynamic quantization of activations (torch.ops.quantized.linear_dynamic's rule, measured
+ * against torch 2.13: FBGEMM's legacy Quantize, = torch.quantize_per_tensor):
+ * q = clamp(rint(fmaf(x, inv_scale, zp)), 0, 255), one rounding of x * inv + zp to float32, then
+ * round half to even.  Same bits as lowprec.quantization.quantize(x, s, zp, dtype=uint8). ---- */
 void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
                                      uint8_t *q);
 void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, int32_t zp,
                                   uint8_t *q);
+/* min and max of m rows of k floats (rows ldx ELEMENTS apart), merged into *mn / *mx (which the
+ * caller initialises, e.g. to +inf / -inf).  Returns 1 if any value is NaN or infinite. */
+int lowprec_minmax_f32_generic(const float *x, ptrdiff_t ldx, int64_t m, int64_t k, float *mn,
+                               float *mx);
+int lowprec_minmax_f32_avx2(const float *x, ptrdiff_t ldx, int64_t m, int64_t k, float *mn,
+                            float *mx);
+/* PyTorch's ChooseQuantizationParams(min, max, 0, 255) (aten QuantUtils.h, preserve_sparsity and
+ * reduce_range off): the C twin of lowprec.quantization.choose_qparams(x, dtype=uint8) for the
+ * dynamic path (tests pin the two to each other and to torch._choose_qparams_per_tensor). */
+void lowprec_choose_qparams_u8(float mn, float mx, float *scale, int32_t *zp);
 /* Flip the sign bit: int8 -> uint8 (a + 128), for signed activations. */
 void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q);
 

@@ -68,27 +68,66 @@ void lowprec_quantize_u8_f32_avx2(const float *x, int64_t n, float inv_scale, in
                                   uint8_t *q) {
     const __m256 vinv = _mm256_set1_ps(inv_scale), vzp = _mm256_set1_ps((float)zp);
     const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(255.0f);
-    const __m256 vlim = _mm256_set1_ps(1024.0f), vnlim = _mm256_set1_ps(-1024.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256i v[4];
         for (int u = 0; u < 4; u++) {
-            __m256 f = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * u), vinv);
-            /* clamp first (as the portable twin): max/min return the second operand on NaN,
-             * but inputs are checked finite by the caller. */
-            f = _mm256_min_ps(_mm256_max_ps(f, vnlim), vlim);
-            f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            f = _mm256_add_ps(f, vzp);
+            /* fused multiply-add: one rounding, as the portable twin's fmaf (inputs finite) */
+            __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * u), vinv, vzp);
             f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            v[u] = _mm256_cvtps_epi32(f);
+            v[u] = _mm256_cvtps_epi32(f); /* round half to even (default MXCSR) */
         }
         const __m256i w01 = _mm256_packs_epi32(v[0], v[1]); /* lanes interleaved per 128 */
         const __m256i w23 = _mm256_packs_epi32(v[2], v[3]);
         const __m256i b = _mm256_packus_epi16(w01, w23);
         _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(b, perm));
     }
-    lowprec_quantize_u8_f32_generic(x + i, n - i, inv_scale, zp, q + i);
+    for (; i < n; i++) {
+        /* scalar tail with the hardware FMA (fmaf would be a libm call here) */
+        __m128 t = _mm_fmadd_ss(_mm_set_ss(x[i]), _mm_set_ss(inv_scale), _mm_set_ss((float)zp));
+        t = _mm_min_ss(_mm_max_ss(t, _mm_setzero_ps()), _mm_set_ss(255.0f));
+        q[i] = (uint8_t)_mm_cvtss_si32(t);
+    }
+}
+
+LOWPREC_TARGET_AVX2
+int lowprec_minmax_f32_avx2(const float *x, ptrdiff_t ldx, int64_t m, int64_t k, float *mn,
+                            float *mx) {
+    __m256 lo0 = _mm256_set1_ps(*mn), hi0 = _mm256_set1_ps(*mx), lo1 = lo0, hi1 = hi0;
+    __m256 z0 = _mm256_setzero_ps(), z1 = z0;
+    const __m256 zero = _mm256_setzero_ps();
+    float lo = *mn, hi = *mx, zs = 0.0f;
+    for (int64_t i = 0; i < m; i++) {
+        const float *xr = x + i * ldx;
+        int64_t j = 0;
+        for (; j + 16 <= k; j += 16) {
+            const __m256 a = _mm256_loadu_ps(xr + j), b = _mm256_loadu_ps(xr + j + 8);
+            lo0 = _mm256_min_ps(lo0, a);
+            hi0 = _mm256_max_ps(hi0, a);
+            lo1 = _mm256_min_ps(lo1, b);
+            hi1 = _mm256_max_ps(hi1, b);
+            /* a * 0 is NaN exactly for NaN and +-inf; NaN sticks in the sum */
+            z0 = _mm256_add_ps(z0, _mm256_mul_ps(a, zero));
+            z1 = _mm256_add_ps(z1, _mm256_mul_ps(b, zero));
+        }
+        for (; j < k; j++) {
+            const float v = xr[j];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+            zs += v * 0.0f;
+        }
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_min_ps(lo0, lo1));
+    for (int u = 0; u < 8; u++) lo = t[u] < lo ? t[u] : lo;
+    _mm256_storeu_ps(t, _mm256_max_ps(hi0, hi1));
+    for (int u = 0; u < 8; u++) hi = t[u] > hi ? t[u] : hi;
+    _mm256_storeu_ps(t, _mm256_add_ps(z0, z1));
+    for (int u = 0; u < 8; u++) zs += t[u];
+    *mn = lo;
+    *mx = hi;
+    return zs != zs;
 }
 
 LOWPREC_TARGET_AVX2

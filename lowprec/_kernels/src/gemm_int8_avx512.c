@@ -111,12 +111,87 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t
     }
 }
 
+/* The output pipeline on one full 8 x 32 block, in zmm registers right after the micro-kernel
+ * (the block is in L1).  The same IEEE double operations in the same order as
+ * lowprec_gemm_pipeline_body (no FMA contraction: mul then add), so the same bits:
+ *  FLOAT32: fl32((double)corr * mult + bias).
+ *  UINT8/INT8: y = ((double)corr + bias) * mult, clamped to [lo - zp, hi - zp], then vcvtpd2dq
+ *  with embedded round-to-nearest-even (= rint), + zp in int32.  Clamping to integer bounds
+ *  before rounding gives the same integer as rounding first (rint is monotone and fixes
+ *  integers), and it keeps vcvtpd2dq in range. */
+LOWPREC_TARGET_AVX512VNNI
+static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64_t i0, int64_t m,
+                        int64_t j0) {
+    __m512i coff[2], bz[2];
+    __m512d mv[4], bv[4];
+    for (int h = 0; h < 2; h++) {
+        coff[h] = p->coloff ? _mm512_loadu_si512((const void *)(p->coloff + j0 + 16 * h))
+                            : _mm512_setzero_si512();
+        bz[h] = p->bzp ? _mm512_loadu_si512((const void *)(p->bzp + j0 + 16 * h))
+                       : _mm512_setzero_si512();
+    }
+    for (int q = 0; q < 4; q++) {
+        if (!p->mult)
+            mv[q] = _mm512_setzero_pd();
+        else if (p->mult_per_channel)
+            mv[q] = _mm512_loadu_pd(p->mult + j0 + 8 * q);
+        else
+            mv[q] = _mm512_set1_pd(p->mult[0]);
+        bv[q] = p->bias ? _mm512_loadu_pd(p->bias + j0 + 8 * q) : _mm512_setzero_pd();
+    }
+    const int kind = p->out_kind;
+    const __m512d ylo = _mm512_set1_pd((double)p->lo - (double)p->y_zp);
+    const __m512d yhi = _mm512_set1_pd((double)p->hi - (double)p->y_zp);
+    const __m512i vzp = _mm512_set1_epi32(p->y_zp);
+    for (int64_t r = 0; r < m; r++) {
+        const int64_t i = i0 + r;
+        __m512i corr[2];
+        for (int h = 0; h < 2; h++) {
+            corr[h] = _mm512_add_epi32(_mm512_loadu_si512((const void *)(c + r * 32 + 16 * h)),
+                                       coff[h]);
+            if (p->bzp)
+                corr[h] = _mm512_sub_epi32(
+                    corr[h], _mm512_mullo_epi32(_mm512_set1_epi32(p->rowsum[i]), bz[h]));
+        }
+        if (kind == LOWPREC_GEMM_OUT_INT32) {
+            int32_t *o = (int32_t *)p->out + i * p->ldo + j0;
+            _mm512_storeu_si512((void *)o, corr[0]);
+            _mm512_storeu_si512((void *)(o + 16), corr[1]);
+        } else if (kind == LOWPREC_GEMM_OUT_FLOAT32) {
+            float *o = (float *)p->out + i * p->ldo + j0;
+            for (int q = 0; q < 4; q++) {
+                const __m256i ci = q & 1 ? _mm512_extracti64x4_epi64(corr[q >> 1], 1)
+                                         : _mm512_castsi512_si256(corr[q >> 1]);
+                const __m512d y = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(ci), mv[q]), bv[q]);
+                __m256 f = _mm512_cvtpd_ps(y);
+                if (p->relu) f = _mm256_max_ps(f, _mm256_setzero_ps());
+                _mm256_storeu_ps(o + 8 * q, f);
+            }
+        } else {
+            uint8_t *o = (uint8_t *)p->out + i * p->ldo + j0;
+            for (int h = 0; h < 2; h++) {
+                __m256i qi[2];
+                for (int u = 0; u < 2; u++) {
+                    const int q = 2 * h + u;
+                    const __m256i ci = u ? _mm512_extracti64x4_epi64(corr[h], 1)
+                                         : _mm512_castsi512_si256(corr[h]);
+                    __m512d y = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(ci), bv[q]), mv[q]);
+                    y = _mm512_min_pd(_mm512_max_pd(y, ylo), yhi);
+                    qi[u] = _mm512_cvt_roundpd_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                }
+                __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(qi[0]), qi[1], 1);
+                v = _mm512_add_epi32(v, vzp); /* in [lo, hi] */
+                _mm_storeu_si128((__m128i *)(o + 16 * h), _mm512_cvtepi32_epi8(v));
+            }
+        }
+    }
+}
+
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                 int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {
-    /* a full panel width as a constant: fully vectorised loops without tails */
-    if (n == 32)
-        lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, 32);
+    if (n == 32 && ldc == 32)
+        pipeline_32(p, c, i0, m, j0);
     else
         lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
 }

@@ -1,0 +1,458 @@
+"""EmbeddingBag: pooled (sum / mean / max) lookups of embedding-table rows, FBGEMM's EmbeddingSpMDM.
+
+:func:`embedding_bag` gathers rows of a table and reduces them per *bag*; :func:`embedding_bags`
+does the same for several tables in one call (the table-batched form of recommendation models).
+
+Tables: a float32, float16 or bfloat16 (``ml_dtypes``) ndarray of shape ``(R, D)`` (NumPy memory
+maps included: rows are read in place), or a :class:`lowprec.rowwise.RowwiseQuantizedTable`
+(8, 4 or 2 bits, FBGEMM's fused rows, from ``quantize_rowwise`` or PyTorch's prepack ops).
+
+Bags, three ways (indices are int32 or int64):
+
+* ``offsets`` (PyTorch): bag ``b`` is ``indices[offsets[b]:offsets[b+1]]``; the last bag ends at
+  ``len(indices)``, or, with ``include_last_offset=True``, ``offsets`` has ``B + 1`` entries and
+  the last bag ends at ``offsets[B]`` (indices after it are checked but not pooled).
+* ``lengths`` (Caffe2's SparseLengthsSum): bag ``b`` has ``lengths[b]`` consecutive indices.
+* neither: ``indices`` is 2-D ``(B, L)``, one bag per row.
+
+Arithmetic (all accumulation in float32, entries in index order; docs/embedding_bag.md has the
+evidence that this is bit for bit what PyTorch / FBGEMM compute):
+
+* float tables: ``acc += row`` or, with per-sample weights, ``acc = fma(w, row, acc)``;
+* quantized rows: ``acc = fma(scale*w, q, acc + bias*w)`` (FBGEMM's order; ``w = 1`` without
+  weights);
+* ``mode="mean"``: ``acc / count``, ``count`` = entries not skipped (padding / pruned);
+* ``mode="max"``: element-wise maximum of the (dequantized, ``fma(q, scale, bias)``) rows;
+  ``v > acc ? v : acc``, so a NaN in the first counted row propagates and later NaNs are ignored;
+* an empty bag (or one whose entries were all skipped) gives 0 in every mode (as PyTorch);
+* float16 / bfloat16 output is the float32 result rounded once, to nearest even.
+
+Skipped entries: ``indices == padding_idx`` (PyTorch's semantics: not counted in the mean), and,
+with ``compressed_indices_mapping`` (pruned tables: original row -> stored row, ``-1`` = pruned),
+entries whose row was pruned.  Pruned entries are skipped the same way (not counted in the mean;
+FBGEMM's ``normalize_by_lengths`` would count them as zero rows).
+
+Errors, all raised before anything is written to ``out``: an index ``< 0`` or ``>=`` the number
+of rows (or the mapping's length) raises ``IndexError`` naming its position and value, so does a
+mapping entry (selected by an index) outside ``[-1, R)``; bad offsets / lengths / weights /
+``padding_idx`` / mapping shapes raise ``ValueError``; unsupported dtypes ``TypeError``.
+
+Threads: bags are split into chunks of about equal work (indices, not bags) and every bag is
+pooled by one thread, so results do not depend on ``n_threads``.  libgomp is not fork-safe: in
+forked children use ``n_threads=1`` or the "spawn" start method.
+"""
+
+import operator
+
+import ml_dtypes
+import numpy as np
+
+from . import _dispatch
+from ._kernels import _embedding
+from ._threads import resolve_n_threads
+from ._validation import as_array, check_out
+from .rowwise import RowwiseQuantizedTable
+
+_dispatch.register_family("embedding", _embedding)
+
+__all__ = ["embedding_bag", "embedding_bags"]
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+_F32 = np.dtype(np.float32)
+_F16 = np.dtype(np.float16)
+_TABLE_FMTS = {_F32: _embedding.FMT_F32, _F16: _embedding.FMT_F16, _BF16: _embedding.FMT_BF16}
+_Q_FMTS = {8: _embedding.FMT_Q8, 4: _embedding.FMT_Q4, 2: _embedding.FMT_Q2}
+_OUT_FMTS = {_F32: _embedding.OUT_F32, _F16: _embedding.OUT_F16, _BF16: _embedding.OUT_BF16}
+_MODES = {"sum": _embedding.MODE_SUM, "mean": _embedding.MODE_MEAN, "max": _embedding.MODE_MAX}
+_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_WEIGHT_DTYPES = (_F32, _F16, _BF16, np.dtype(np.float64))
+
+# Serial below this many (indices + bags) per thread: a parallel region costs a few
+# microseconds, 2048 lookups of a cached row take ~10-20 us.
+_MIN_WORK_PER_THREAD = 2048
+
+
+class _Plan:
+    """Everything one table's lookup needs, validated; built before any kernel runs."""
+
+    __slots__ = ("table_bytes", "n_rows", "dim", "fmt", "mode", "indices", "idx64", "offsets",
+                 "weights", "mapping", "padding_idx", "n_bags", "inputs", "index_shape",
+                 "index_values", "mapping_values")
+
+
+def _native(a):
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def _as_int(value, name):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _table_view(table):
+    """(byte view of the rows (R, row_bytes), R, D, fmt, the array to check overlaps against)."""
+    if isinstance(table, RowwiseQuantizedTable):
+        data = table.data
+        return data, data.shape[0], table.dim, _Q_FMTS[table.bits], data
+    if not isinstance(table, np.ndarray):
+        raise TypeError(
+            "table must be a float32 / float16 / bfloat16 ndarray or a RowwiseQuantizedTable, "
+            f"got {type(table).__name__}"
+        )
+    if table.dtype not in _TABLE_FMTS:
+        raise TypeError(
+            f"table has dtype {table.dtype}; expected one of: float32, float16, bfloat16 "
+            "(or a RowwiseQuantizedTable)"
+        )
+    if table.ndim != 2:
+        raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
+    t = _native(table)
+    if t.shape[1] > 0 and t.strides[1] != t.itemsize or t.strides[0] < 0:
+        # Rows must be contiguous (any row stride is fine); other layouts are copied.
+        t = np.ascontiguousarray(t)
+    if t.dtype == _BF16:
+        t = t.view(np.uint16)
+    if t.shape[1] == 0:
+        raw = np.empty((t.shape[0], 0), dtype=np.uint8)
+    else:
+        raw = t.view(np.uint8)
+    return raw, table.shape[0], table.shape[1], _TABLE_FMTS[table.dtype], table
+
+
+def _check_index_array(x, name, ndims=(1,)):
+    x = as_array(x, name)
+    if x.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"{name} has dtype {x.dtype}; expected int32 or int64")
+    if x.ndim not in ndims:
+        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}, got {x.ndim}-D")
+    return np.ascontiguousarray(_native(x))
+
+
+def _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include_last_offset,
+             padding_idx, mapping):
+    p = _Plan()
+    p.table_bytes, p.n_rows, p.dim, p.fmt, table_arr = _table_view(table)
+
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode must be one of {tuple(_MODES)}, got {mode!r}")
+    p.mode = _MODES[mode]
+
+    if offsets is not None and lengths is not None:
+        raise ValueError("give offsets or lengths, not both")
+    idx = _check_index_array(indices, "indices", ndims=(1, 2))
+    p.index_shape = idx.shape
+    n = idx.size
+    if offsets is None and lengths is None:
+        if idx.ndim != 2:
+            raise ValueError(
+                "indices must be 2-D (bags, length) when neither offsets nor lengths is given"
+            )
+        if include_last_offset:
+            raise ValueError("include_last_offset needs offsets")
+        b, L = idx.shape
+        offs = np.arange(b + 1, dtype=np.int64) * L
+    else:
+        if idx.ndim != 1:
+            raise ValueError(f"indices must be 1-D when offsets or lengths are given, got 2-D")
+        if lengths is not None:
+            if include_last_offset:
+                raise ValueError("include_last_offset applies to offsets, not lengths")
+            lens = _check_index_array(lengths, "lengths")
+            if lens.size and lens.min() < 0:
+                pos = int(np.argmax(lens < 0))
+                raise ValueError(f"lengths[{pos}] = {int(lens[pos])} is negative")
+            offs = np.zeros(lens.size + 1, dtype=np.int64)
+            np.cumsum(lens, out=offs[1:])
+            if offs[-1] != n:
+                raise ValueError(
+                    f"lengths sum to {int(offs[-1])} but there are {n} indices"
+                )
+        else:
+            o = _check_index_array(offsets, "offsets")
+            if include_last_offset:
+                if o.size == 0:
+                    raise ValueError("offsets must hold at least one entry with "
+                                     "include_last_offset=True")
+                offs = o.astype(np.int64)
+            else:
+                offs = np.empty(o.size + 1, dtype=np.int64)
+                offs[:-1] = o
+                offs[-1] = n
+            if offs.size > 1 or include_last_offset:
+                if offs[0] != 0:
+                    raise ValueError(f"offsets must start at 0, got offsets[0] = {int(offs[0])}")
+                d = np.diff(offs)
+                if d.size and d.min() < 0:
+                    pos = int(np.argmax(d < 0))
+                    raise ValueError(
+                        f"offsets must not decrease: offsets[{pos + 1}] = {int(offs[pos + 1])} < "
+                        f"offsets[{pos}] = {int(offs[pos])}"
+                    )
+                if offs[-1] > n:
+                    last = offs.size - (1 if include_last_offset else 2)
+                    raise ValueError(
+                        f"offsets[{last}] = {int(offs[last])} exceeds the number of indices ({n})"
+                    )
+    p.offsets = offs
+    p.n_bags = offs.size - 1
+    p.indices = idx.reshape(-1)
+    p.idx64 = int(idx.dtype == np.int64)
+
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise ValueError(
+                f"per_sample_weights is only supported for mode='sum', got mode={mode!r}"
+            )
+        w = as_array(per_sample_weights, "per_sample_weights", _WEIGHT_DTYPES)
+        if w.shape != idx.shape:
+            raise ValueError(
+                f"per_sample_weights has shape {w.shape}; expected {idx.shape} (like indices)"
+            )
+        p.weights = np.ascontiguousarray(w.reshape(-1), dtype=np.float32)
+    else:
+        p.weights = None
+
+    if mapping is not None:
+        m = _check_index_array(mapping, "compressed_indices_mapping")
+        if m.dtype == np.int64:
+            if m.size and (m.min() < -1 or m.max() >= p.n_rows):
+                pos = int(np.argmax((m < -1) | (m >= p.n_rows)))
+                raise IndexError(
+                    f"compressed_indices_mapping[{pos}] = {int(m[pos])} is out of range for a "
+                    f"table of {p.n_rows} rows (expected -1 or 0 <= entry < {p.n_rows})"
+                )
+            m = m.astype(np.int32)
+        p.mapping = m
+        space = m.size
+    else:
+        p.mapping = None
+        space = p.n_rows
+
+    if padding_idx is None:
+        p.padding_idx = -1
+    else:
+        pi = _as_int(padding_idx, "padding_idx")
+        if not -space <= pi < space:
+            raise ValueError(
+                f"padding_idx = {pi} is out of range for {space} rows (expected "
+                f"{-space} <= padding_idx < {space})"
+            )
+        p.padding_idx = pi + space if pi < 0 else pi
+    p.inputs = tuple(a for a in (table_arr, idx, p.weights, p.mapping) if a is not None) + (
+        indices, offsets, lengths, per_sample_weights, mapping)
+    p.inputs = tuple(a for a in p.inputs if isinstance(a, np.ndarray))
+    return p
+
+
+def _out_dtype(out_dtype, out):
+    if out_dtype is None:
+        dt = out.dtype if isinstance(out, np.ndarray) else _F32
+    else:
+        try:
+            dt = np.dtype(out_dtype)
+        except TypeError:
+            raise TypeError(f"out_dtype {out_dtype!r} is not a dtype") from None
+    if dt not in _OUT_FMTS:
+        raise TypeError(f"out_dtype {dt} is not supported; expected float32, float16 or bfloat16")
+    return dt
+
+
+def _bad_index_error(p, pos):
+    value = int(p.indices[pos])
+    where = f"indices[{pos}]"
+    if len(p.index_shape) == 2 and p.index_shape[1] > 0:
+        where = f"indices[{pos // p.index_shape[1]}, {pos % p.index_shape[1]}]"
+    if p.mapping is not None:
+        space = p.mapping.size
+        if 0 <= value < space:
+            m = int(p.mapping[value])
+            return IndexError(
+                f"{where} = {value} selects compressed_indices_mapping[{value}] = {m}, out of "
+                f"range for a table of {p.n_rows} stored rows (expected -1 or 0 <= entry < "
+                f"{p.n_rows})"
+            )
+        return IndexError(
+            f"{where} = {value} is out of range for a compressed_indices_mapping of {space} "
+            f"entries"
+        )
+    return IndexError(f"{where} = {value} is out of range for a table of {p.n_rows} rows")
+
+
+def _check_indices(p):
+    """Run the kernel's index pre-pass (no output): raise IndexError on the first bad index."""
+    # pool() with an empty output checks and returns before pooling.
+    empty = np.empty((0, 0), dtype=np.uint8)
+    bad = _embedding.pool(
+        p.table_bytes, p.n_rows, p.dim, p.fmt, p.mode, p.indices.view(np.uint8), p.idx64,
+        np.zeros(1, dtype=np.int64), p.weights, p.mapping, p.padding_idx, empty,
+        _embedding.OUT_F32, 1)
+    if bad >= 0:
+        raise _bad_index_error(p, bad)
+
+
+def _execute(p, out_cols, out_fmt, n_threads):
+    """Pool plan ``p`` into ``out_cols`` (a (B, D) array whose rows are contiguous)."""
+    if p.n_bags == 0 or p.dim == 0:
+        return
+    bad = _embedding.pool(
+        p.table_bytes, p.n_rows, p.dim, p.fmt, p.mode, p.indices.view(np.uint8), p.idx64,
+        p.offsets, p.weights, p.mapping, p.padding_idx, out_cols.view(np.uint8), out_fmt,
+        n_threads, False)
+    if bad >= 0:  # pragma: no cover - the pre-pass ran already
+        raise _bad_index_error(p, bad)
+
+
+def _threads_for(plans, n_threads):
+    work = sum(p.indices.size + p.n_bags for p in plans)
+    return resolve_n_threads(n_threads, work_items=work, min_items_per_thread=_MIN_WORK_PER_THREAD)
+
+
+def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
+                  per_sample_weights=None, include_last_offset=False, padding_idx=None,
+                  compressed_indices_mapping=None, out=None, out_dtype=None, n_threads=None):
+    """Pool rows of ``table`` per bag: sum, mean or max.
+
+    Parameters
+    ----------
+    table : ndarray (R, D) of float32, float16 or bfloat16, or RowwiseQuantizedTable
+        The embedding table (memory maps are read in place).
+    indices : array_like of int32 or int64, 1-D (N,) or 2-D (B, L)
+        Row indices (into the original rows when ``compressed_indices_mapping`` is given).
+    offsets : array_like of int32 or int64, optional
+        Start of each bag in ``indices`` (PyTorch convention); ``B`` entries, or ``B + 1`` with
+        ``include_last_offset=True``.  Must start at 0 and not decrease.
+    lengths : array_like of int32 or int64, optional
+        Number of indices of each bag (SparseLengthsSum convention); must sum to ``N``.
+    mode : {"sum", "mean", "max"}
+    per_sample_weights : array_like of float, shape like ``indices``, optional
+        One weight per index (mode "sum" only), used as float32.
+    include_last_offset : bool
+        ``offsets`` holds the end of the last bag as its last entry.
+    padding_idx : int, optional
+        Entries equal to it are skipped (not counted in the mean); negative values count from
+        the end, as in PyTorch.
+    compressed_indices_mapping : array_like of int32 or int64, optional
+        Pruned tables: original row -> stored row, -1 = pruned (skipped).  int32 is used in
+        place; int64 is range-checked and converted on every call.
+    out : ndarray (B, D), optional
+        C-contiguous, writeable, of ``out_dtype``; untouched if the call raises.
+    out_dtype : float32 (default), float16 or bfloat16
+        Defaults to ``out.dtype`` when ``out`` is given.
+    n_threads : int, optional
+
+    Returns
+    -------
+    ndarray (B, D) of ``out_dtype``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowprec.embedding import embedding_bag
+    >>> table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    >>> embedding_bag(table, [0, 1, 3, 2], [0, 3])
+    array([[12., 15., 18.],
+           [ 6.,  7.,  8.]], dtype=float32)
+    >>> embedding_bag(table, [[0, 1], [2, 2]], mode="mean")
+    array([[1.5, 2.5, 3.5],
+           [6. , 7. , 8. ]], dtype=float32)
+    """
+    p = _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include_last_offset,
+                 padding_idx, compressed_indices_mapping)
+    dt = _out_dtype(out_dtype, out)
+    _check_indices(p)
+    out = check_out(out, (p.n_bags, p.dim), dt, inputs=p.inputs)
+    _execute(p, out, _OUT_FMTS[dt], _threads_for([p], n_threads))
+    return out
+
+
+def _per_table(value, n, name):
+    if value is None:
+        return [None] * n
+    if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple with one entry per table")
+    if len(value) != n:
+        raise ValueError(f"{name} has {len(value)} entries for {n} tables")
+    return list(value)
+
+
+def embedding_bags(tables, indices, offsets=None, *, lengths=None, mode="sum",
+                   per_sample_weights=None, include_last_offset=False, padding_idx=None,
+                   compressed_indices_mapping=None, concat=False, out=None, out_dtype=None,
+                   n_threads=None):
+    """Several :func:`embedding_bag` lookups in one call (one per table).
+
+    ``indices``, ``offsets``, ``lengths``, ``per_sample_weights`` and
+    ``compressed_indices_mapping`` are lists with one entry per table (or None);
+    ``padding_idx`` is one value for all tables or a list; ``mode``, ``include_last_offset``
+    and ``out_dtype`` apply to all.  Every argument of every table is checked before any
+    output is written, and each table's result is bit-identical to a separate
+    :func:`embedding_bag` call.
+
+    Returns a list of ``(B_t, D_t)`` arrays, or with ``concat=True`` (every table must have the
+    same number of bags ``B``) one ``(B, sum D_t)`` array whose column blocks are the tables'
+    results in order (written in place, no copy; ``out=`` may be given then).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowprec.embedding import embedding_bags
+    >>> a = np.ones((5, 2), np.float32); b = np.full((3, 1), 2, np.float32)
+    >>> embedding_bags([a, b], [[[0, 1]], [[2, 2]]], concat=True)
+    array([[2., 2., 4.]], dtype=float32)
+    """
+    if not isinstance(tables, (list, tuple)):
+        raise TypeError("tables must be a list or tuple of tables")
+    nt = len(tables)
+    idx_l = _per_table(indices, nt, "indices")
+    off_l = _per_table(offsets, nt, "offsets")
+    len_l = _per_table(lengths, nt, "lengths")
+    w_l = _per_table(per_sample_weights, nt, "per_sample_weights")
+    map_l = _per_table(compressed_indices_mapping, nt, "compressed_indices_mapping")
+    pad_l = (_per_table(padding_idx, nt, "padding_idx") if isinstance(padding_idx, (list, tuple))
+             else [padding_idx] * nt)
+    plans = []
+    for t in range(nt):
+        try:
+            plans.append(_prepare(tables[t], idx_l[t], off_l[t], len_l[t], mode, w_l[t],
+                                  include_last_offset, pad_l[t], map_l[t]))
+        except (TypeError, ValueError, IndexError) as exc:
+            raise type(exc)(f"table {t}: {exc}") from None
+    dt = _out_dtype(out_dtype, out)
+    for t, p in enumerate(plans):
+        try:
+            _check_indices(p)
+        except IndexError as exc:
+            raise IndexError(f"table {t}: {exc}") from None
+    inputs = tuple(a for p in plans for a in p.inputs)
+    n_threads = _threads_for(plans, n_threads)
+    fmt = _OUT_FMTS[dt]
+    if concat:
+        bags = {p.n_bags for p in plans}
+        if len(bags) > 1:
+            raise ValueError(f"concat=True needs the same number of bags in every table, got "
+                             f"{[p.n_bags for p in plans]}")
+        b = bags.pop() if bags else 0
+        total = sum(p.dim for p in plans)
+        out = check_out(out, (b, total), dt, inputs=inputs)
+        c = 0
+        for p in plans:
+            _execute(p, out[:, c:c + p.dim], fmt, n_threads)
+            c += p.dim
+        return out
+    if out is not None:
+        outs = _per_table(out, nt, "out")
+        outs = [check_out(o, (p.n_bags, p.dim), dt, inputs=inputs, name=f"out[{t}]")
+                for t, (o, p) in enumerate(zip(outs, plans))]
+        for i in range(nt):
+            for j in range(i):
+                if np.may_share_memory(outs[i], outs[j]):
+                    raise ValueError(f"out[{i}] overlaps out[{j}]")
+    else:
+        outs = [np.empty((p.n_bags, p.dim), dtype=dt) for p in plans]
+    for p, o in zip(plans, outs):
+        _execute(p, o, fmt, n_threads)
+    return outs
