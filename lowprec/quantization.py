@@ -428,7 +428,6 @@ def quantize(x, scale, zero_point, *, dtype, axis=None, out=None, n_threads=None
     nt = _n_threads(n_threads, xf.size)
     xflat = xf.reshape(-1)
     qflat = q.reshape(-1)
-    signed = storage == np.dtype(np.int8)
     if bits == 4:
         mode = _affine.ADD_AFTER  # torch quint4x2 / FBGEMM non-legacy
     elif ax is None:
@@ -437,14 +436,12 @@ def quantize(x, scale, zero_point, *, dtype, axis=None, out=None, n_threads=None
         mode = _affine.ADD_BEFORE  # torch.quantize_per_channel
     if ax is None:
         inv = np.float32(1) / s[0]  # float32 reciprocal, as FBGEMM: 1.0f / scale
-        fn = _affine.quantize_s8 if signed else _affine.quantize_u8
-        fn(xflat, qflat, float(inv), int(z[0]), qmin, qmax, mode, nt)
+        _affine.quantize(xflat, qflat, float(inv), int(z[0]), qmin, qmax, mode, nt)
     else:
         inv = (np.float32(1) / s).astype(np.float32)
         C, inner = _layout(xf.shape, ax)
         if xf.size:
-            fn = _affine.quantize_pc_s8 if signed else _affine.quantize_pc_u8
-            fn(xflat, qflat, C, inner, inv, z, qmin, qmax, mode, nt)
+            _affine.quantize_per_channel(xflat, qflat, C, inner, inv, z, qmin, qmax, mode, nt)
     if ml_out:
         res = q.astype(result_dtype)
         if out is None:
@@ -503,12 +500,9 @@ def dequantize(q, scale, zero_point, *, axis=None, out=None, n_threads=None):
     nt = _n_threads(n_threads, qc.size)
     qflat = qc.reshape(-1)
     yflat = y.reshape(-1)
-    signed = qc.dtype == np.dtype(np.int8)
     if ax is None:
-        fn = _affine.dequantize_s8 if signed else _affine.dequantize_u8
-        fn(qflat, yflat, float(s[0]), int(z[0]), nt)
+        _affine.dequantize(qflat, yflat, float(s[0]), int(z[0]), nt)
     elif qc.size:
         C, inner = _layout(qc.shape, ax)
-        fn = _affine.dequantize_pc_s8 if signed else _affine.dequantize_pc_u8
-        fn(qflat, yflat, C, inner, s, z, nt)
+        _affine.dequantize_per_channel(qflat, yflat, C, inner, s, z, nt)
     return y

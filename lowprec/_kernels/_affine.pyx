@@ -105,9 +105,14 @@ def _check_mode(int mode):
         raise ValueError(f"unknown rounding mode {mode}")
 
 
-def quantize_u8(const float[::1] x, uint8_t[::1] q, float inv, int zp, int qmin, int qmax,
-                int mode, int n_threads=1):
-    """Per tensor: ``q = Q(x)`` into uint8 storage (see src/affine.h for ``mode``)."""
+ctypedef fused qint_t:
+    uint8_t
+    int8_t
+
+
+def quantize(const float[::1] x, qint_t[::1] q, float inv, int zp, int qmin, int qmax,
+             int mode, int n_threads=1):
+    """Per tensor: ``q = Q(x)`` into uint8 or int8 storage (see src/affine.h for ``mode``)."""
     cdef Py_ssize_t n = x.shape[0], c, start, stop
     cdef int isa = _isa
     if q.shape[0] != n:
@@ -119,34 +124,20 @@ def quantize_u8(const float[::1] x, uint8_t[::1] q, float inv, int zp, int qmin,
         for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_quantize_u8_avx2(&x[start], &q[start], stop - start, inv, zp,
-                                                qmin, qmax, mode)
+            if qint_t is uint8_t:
+                if isa >= 1:
+                    lowprec_affine_quantize_u8_avx2(&x[start], &q[start], stop - start, inv, zp,
+                                                    qmin, qmax, mode)
+                else:
+                    lowprec_affine_quantize_u8_generic(&x[start], &q[start], stop - start, inv,
+                                                       zp, qmin, qmax, mode)
             else:
-                lowprec_affine_quantize_u8_generic(&x[start], &q[start], stop - start, inv, zp,
-                                                   qmin, qmax, mode)
-
-
-def quantize_s8(const float[::1] x, int8_t[::1] q, float inv, int zp, int qmin, int qmax,
-                int mode, int n_threads=1):
-    """Per tensor: ``q = Q(x)`` into int8 storage."""
-    cdef Py_ssize_t n = x.shape[0], c, start, stop
-    cdef int isa = _isa
-    if q.shape[0] != n:
-        raise ValueError("q must have the length of x")
-    _check_mode(mode)
-    if n == 0:
-        return
-    with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
-            start = c * _CHUNK
-            stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_quantize_s8_avx2(&x[start], &q[start], stop - start, inv, zp,
-                                                qmin, qmax, mode)
-            else:
-                lowprec_affine_quantize_s8_generic(&x[start], &q[start], stop - start, inv, zp,
-                                                   qmin, qmax, mode)
+                if isa >= 1:
+                    lowprec_affine_quantize_s8_avx2(&x[start], &q[start], stop - start, inv, zp,
+                                                    qmin, qmax, mode)
+                else:
+                    lowprec_affine_quantize_s8_generic(&x[start], &q[start], stop - start, inv,
+                                                       zp, qmin, qmax, mode)
 
 
 def _check_pc(Py_ssize_t n, Py_ssize_t n_out, Py_ssize_t C, Py_ssize_t inner,
@@ -159,9 +150,9 @@ def _check_pc(Py_ssize_t n, Py_ssize_t n_out, Py_ssize_t C, Py_ssize_t inner,
         raise ValueError("per-channel parameters must have length C")
 
 
-def quantize_pc_u8(const float[::1] x, uint8_t[::1] q, Py_ssize_t C, Py_ssize_t inner,
-                   const float[::1] inv, const int32_t[::1] zp, int qmin, int qmax, int mode,
-                   int n_threads=1):
+def quantize_per_channel(const float[::1] x, qint_t[::1] q, Py_ssize_t C, Py_ssize_t inner,
+                         const float[::1] inv, const int32_t[::1] zp, int qmin, int qmax,
+                         int mode, int n_threads=1):
     """Per channel: ``x`` is a flat (outer, C, inner) array; channel ``c`` uses inv[c], zp[c]."""
     cdef Py_ssize_t n = x.shape[0], c, start, stop
     cdef int isa = _isa
@@ -173,38 +164,24 @@ def quantize_pc_u8(const float[::1] x, uint8_t[::1] q, Py_ssize_t C, Py_ssize_t 
         for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_quantize_pc_u8_avx2(&x[0], &q[0], start, stop, C, inner, &inv[0],
-                                                   &zp[0], qmin, qmax, mode)
+            if qint_t is uint8_t:
+                if isa >= 1:
+                    lowprec_affine_quantize_pc_u8_avx2(&x[0], &q[0], start, stop, C, inner,
+                                                       &inv[0], &zp[0], qmin, qmax, mode)
+                else:
+                    lowprec_affine_quantize_pc_u8_generic(&x[0], &q[0], start, stop, C, inner,
+                                                          &inv[0], &zp[0], qmin, qmax, mode)
             else:
-                lowprec_affine_quantize_pc_u8_generic(&x[0], &q[0], start, stop, C, inner,
-                                                      &inv[0], &zp[0], qmin, qmax, mode)
+                if isa >= 1:
+                    lowprec_affine_quantize_pc_s8_avx2(&x[0], &q[0], start, stop, C, inner,
+                                                       &inv[0], &zp[0], qmin, qmax, mode)
+                else:
+                    lowprec_affine_quantize_pc_s8_generic(&x[0], &q[0], start, stop, C, inner,
+                                                          &inv[0], &zp[0], qmin, qmax, mode)
 
 
-def quantize_pc_s8(const float[::1] x, int8_t[::1] q, Py_ssize_t C, Py_ssize_t inner,
-                   const float[::1] inv, const int32_t[::1] zp, int qmin, int qmax, int mode,
-                   int n_threads=1):
-    """Per channel into int8 storage."""
-    cdef Py_ssize_t n = x.shape[0], c, start, stop
-    cdef int isa = _isa
-    _check_pc(n, q.shape[0], C, inner, inv.shape[0], zp.shape[0])
-    _check_mode(mode)
-    if n == 0:
-        return
-    with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
-            start = c * _CHUNK
-            stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_quantize_pc_s8_avx2(&x[0], &q[0], start, stop, C, inner, &inv[0],
-                                                   &zp[0], qmin, qmax, mode)
-            else:
-                lowprec_affine_quantize_pc_s8_generic(&x[0], &q[0], start, stop, C, inner,
-                                                      &inv[0], &zp[0], qmin, qmax, mode)
-
-
-def dequantize_u8(const uint8_t[::1] q, float[::1] y, float scale, int zp, int n_threads=1):
-    """Per tensor: ``y = float(q - zp) * scale``."""
+def dequantize(const qint_t[::1] q, float[::1] y, float scale, int zp, int n_threads=1):
+    """Per tensor: ``y = float(q - zp) * scale`` from uint8 or int8 storage."""
     cdef Py_ssize_t n = q.shape[0], c, start, stop
     cdef int isa = _isa
     if y.shape[0] != n:
@@ -215,33 +192,23 @@ def dequantize_u8(const uint8_t[::1] q, float[::1] y, float scale, int zp, int n
         for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_dequantize_u8_avx2(&q[start], &y[start], stop - start, scale, zp)
+            if qint_t is uint8_t:
+                if isa >= 1:
+                    lowprec_affine_dequantize_u8_avx2(&q[start], &y[start], stop - start, scale, zp)
+                else:
+                    lowprec_affine_dequantize_u8_generic(&q[start], &y[start], stop - start,
+                                                         scale, zp)
             else:
-                lowprec_affine_dequantize_u8_generic(&q[start], &y[start], stop - start, scale, zp)
+                if isa >= 1:
+                    lowprec_affine_dequantize_s8_avx2(&q[start], &y[start], stop - start, scale, zp)
+                else:
+                    lowprec_affine_dequantize_s8_generic(&q[start], &y[start], stop - start,
+                                                         scale, zp)
 
 
-def dequantize_s8(const int8_t[::1] q, float[::1] y, float scale, int zp, int n_threads=1):
-    """Per tensor from int8 storage."""
-    cdef Py_ssize_t n = q.shape[0], c, start, stop
-    cdef int isa = _isa
-    if y.shape[0] != n:
-        raise ValueError("y must have the length of q")
-    if n == 0:
-        return
-    with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
-            start = c * _CHUNK
-            stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_dequantize_s8_avx2(&q[start], &y[start], stop - start, scale, zp)
-            else:
-                lowprec_affine_dequantize_s8_generic(&q[start], &y[start], stop - start, scale, zp)
-
-
-def dequantize_pc_u8(const uint8_t[::1] q, float[::1] y, Py_ssize_t C, Py_ssize_t inner,
-                     const float[::1] scale, const int32_t[::1] zp, int n_threads=1):
-    """Per channel from uint8 storage; ``q`` is a flat (outer, C, inner) array."""
+def dequantize_per_channel(const qint_t[::1] q, float[::1] y, Py_ssize_t C, Py_ssize_t inner,
+                           const float[::1] scale, const int32_t[::1] zp, int n_threads=1):
+    """Per channel from uint8 or int8 storage; ``q`` is a flat (outer, C, inner) array."""
     cdef Py_ssize_t n = q.shape[0], c, start, stop
     cdef int isa = _isa
     _check_pc(n, y.shape[0], C, inner, scale.shape[0], zp.shape[0])
@@ -251,29 +218,17 @@ def dequantize_pc_u8(const uint8_t[::1] q, float[::1] y, Py_ssize_t C, Py_ssize_
         for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_dequantize_pc_u8_avx2(&q[0], &y[0], start, stop, C, inner,
-                                                     &scale[0], &zp[0])
+            if qint_t is uint8_t:
+                if isa >= 1:
+                    lowprec_affine_dequantize_pc_u8_avx2(&q[0], &y[0], start, stop, C, inner,
+                                                         &scale[0], &zp[0])
+                else:
+                    lowprec_affine_dequantize_pc_u8_generic(&q[0], &y[0], start, stop, C, inner,
+                                                            &scale[0], &zp[0])
             else:
-                lowprec_affine_dequantize_pc_u8_generic(&q[0], &y[0], start, stop, C, inner,
-                                                        &scale[0], &zp[0])
-
-
-def dequantize_pc_s8(const int8_t[::1] q, float[::1] y, Py_ssize_t C, Py_ssize_t inner,
-                     const float[::1] scale, const int32_t[::1] zp, int n_threads=1):
-    """Per channel from int8 storage."""
-    cdef Py_ssize_t n = q.shape[0], c, start, stop
-    cdef int isa = _isa
-    _check_pc(n, y.shape[0], C, inner, scale.shape[0], zp.shape[0])
-    if n == 0:
-        return
-    with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
-            start = c * _CHUNK
-            stop = min(start + _CHUNK, n)
-            if isa >= 1:
-                lowprec_affine_dequantize_pc_s8_avx2(&q[0], &y[0], start, stop, C, inner,
-                                                     &scale[0], &zp[0])
-            else:
-                lowprec_affine_dequantize_pc_s8_generic(&q[0], &y[0], start, stop, C, inner,
-                                                        &scale[0], &zp[0])
+                if isa >= 1:
+                    lowprec_affine_dequantize_pc_s8_avx2(&q[0], &y[0], start, stop, C, inner,
+                                                         &scale[0], &zp[0])
+                else:
+                    lowprec_affine_dequantize_pc_s8_generic(&q[0], &y[0], start, stop, C, inner,
+                                                            &scale[0], &zp[0])
