@@ -172,10 +172,7 @@ def to_bfloat16(x, *, rounding="nearest", rng=None, out=None, n_threads=None):
     src = _flat(x)
     if src.dtype == _F16:
         src = src.astype(_F32)  # exact: every float16 is a float32
-    if src.dtype == _F64:
-        _bf16.from_f64(src, dst, mode, key, nt)
-    else:
-        _bf16.from_f32(src, dst, mode, key, nt)
+    _bf16.from_float(src, dst, mode, key, nt)
     return out
 
 
@@ -223,10 +220,7 @@ def from_bfloat16(x, *, dtype=None, out=None, n_threads=None):
     nt = resolve_n_threads(n_threads, x.size, _MIN_ITEMS_PER_THREAD)
     src = _flat(x).view(np.uint16)
     dst = out.reshape(-1)
-    if dtype == _F32:
-        _bf16.to_f32(src, dst, nt)
-    else:
-        _bf16.to_f64(src, dst, nt)
+    _bf16.to_float(src, dst, nt)
     return out
 
 

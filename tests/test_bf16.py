@@ -192,9 +192,9 @@ def test_kernel_any_start_index(isa):
         for nt in (1, 2):
             ref = ref_stochastic_f32(x[start:], key, start)
             dst = np.empty(x.size - start, np.uint16)
-            _bf16.from_f32(x[start:], dst, _bf16.STOCHASTIC, key, nt, start)
+            _bf16.from_float(x[start:], dst, _bf16.STOCHASTIC, key, nt, start)
             np.testing.assert_array_equal(dst, ref)
-            _bf16.from_f64(d[start:], dst, _bf16.STOCHASTIC, key, nt, start)
+            _bf16.from_float(d[start:], dst, _bf16.STOCHASTIC, key, nt, start)
             np.testing.assert_array_equal(dst, ref)
             r = np.empty(x.size - start, np.float32)
             _bf16.round_f32(x[start:], r, _bf16.STOCHASTIC, key, nt, start)
@@ -222,13 +222,13 @@ def test_nontemporal_path_same_bits(isa, n):
         for index0 in (0, 1, 4, 6):
             for mode in (_bf16.NEAREST, _bf16.TRUNCATE, _bf16.STOCHASTIC):
                 ref = np.empty(n, np.uint16)
-                _bf16.from_f32(x, ref, mode, key, 1, index0, 0)
+                _bf16.from_float(x, ref, mode, key, 1, index0, 0)
                 out = _offset_view(n, np.uint16, off)
-                _bf16.from_f32(x, out, mode, key, 1, index0, 1)
+                _bf16.from_float(x, out, mode, key, 1, index0, 1)
                 np.testing.assert_array_equal(out, ref)
-                _bf16.from_f64(d, out, mode, key, 1, index0, 1)
+                _bf16.from_float(d, out, mode, key, 1, index0, 1)
                 ref64 = np.empty(n, np.uint16)
-                _bf16.from_f64(d, ref64, mode, key, 1, index0, 0)
+                _bf16.from_float(d, ref64, mode, key, 1, index0, 0)
                 np.testing.assert_array_equal(out, ref64)
                 if off % 4 == 0:
                     r = _offset_view(n, np.float32, off)
@@ -236,13 +236,13 @@ def test_nontemporal_path_same_bits(isa, n):
                     np.testing.assert_array_equal(r.view(np.uint32), ref.astype(np.uint32) << 16)
         if off % 4 == 0:
             f = _offset_view(n, np.float32, off)
-            _bf16.to_f32(b, f, 1, 1)
+            _bf16.to_float(b, f, 1, 1)
             np.testing.assert_array_equal(f.view(np.uint32), b.astype(np.uint32) << 16)
         if off % 8 == 0:
             f64 = _offset_view(n, np.float64, off)
-            _bf16.to_f64(b, f64, 1, 1)
+            _bf16.to_float(b, f64, 1, 1)
             ref64 = np.empty(n, np.float64)
-            _bf16.to_f64(b, ref64, 1, 0)
+            _bf16.to_float(b, ref64, 1, 0)
             np.testing.assert_array_equal(f64.view(np.uint64), ref64.view(np.uint64))
 
 
@@ -553,11 +553,11 @@ def test_out_is_used_and_returned(isa):
 
 def test_kernel_twins_check_lengths():
     with pytest.raises(ValueError):
-        _bf16.from_f32(np.zeros(4, np.float32), np.zeros(3, np.uint16))
+        _bf16.from_float(np.zeros(4, np.float32), np.zeros(3, np.uint16))
     with pytest.raises(ValueError):
-        _bf16.to_f32(np.zeros(4, np.uint16), np.zeros(5, np.float32))
+        _bf16.to_float(np.zeros(4, np.uint16), np.zeros(5, np.float32))
     with pytest.raises(ValueError):
-        _bf16.from_f32(np.zeros(4, np.float32), np.zeros(4, np.uint16), 7)
+        _bf16.from_float(np.zeros(4, np.float32), np.zeros(4, np.uint16), 7)
 
 
 # ----------------------------------------------------------------------------- must not matter

@@ -95,48 +95,42 @@ def _check_rounding(int rounding):
         raise ValueError(f"unknown rounding code {rounding}")
 
 
-def from_f32(const float[::1] src, uint16_t[::1] dst, int rounding=0, uint64_t key=0,
-             int n_threads=1, uint64_t index0=0, int nontemporal=-1):
-    """float32 -> bf16 bits (``dst`` is the bf16 output viewed as uint16)."""
+ctypedef fused real_t:
+    float
+    double
+
+
+def from_float(const real_t[::1] src, uint16_t[::1] dst, int rounding=0, uint64_t key=0,
+               int n_threads=1, uint64_t index0=0, int nontemporal=-1):
+    """float32 or float64 -> bf16 bits (``dst`` is the bf16 output viewed as uint16).
+
+    float64 is rounded once (see src/bf16.h), not through float32 with two roundings.
+    """
     cdef Py_ssize_t n = src.shape[0], c, start
     if dst.shape[0] != n:
         raise ValueError("src and dst differ in length")
     _check_rounding(rounding)
     if n == 0:
         return
-    cdef from_f32_fn fn = lowprec_bf16_from_f32_avx2 if _isa >= 1 else lowprec_bf16_from_f32_generic
+    cdef from_f32_fn fn32 = lowprec_bf16_from_f32_avx2 if _isa >= 1 else lowprec_bf16_from_f32_generic
+    cdef from_f64_fn fn64 = lowprec_bf16_from_f64_avx2 if _isa >= 1 else lowprec_bf16_from_f64_generic
     cdef Py_ssize_t n_chunks = _n_chunks(n)
     cdef int nt = _use_nt(nontemporal, n * dst.itemsize)
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
-            fn(&src[0], &dst[0], n, rounding, key, index0, nt)
+            if real_t is float:
+                fn32(&src[0], &dst[0], n, rounding, key, index0, nt)
+            else:
+                fn64(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
     for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
-        fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
-           index0 + <uint64_t>start, nt)
-
-
-def from_f64(const double[::1] src, uint16_t[::1] dst, int rounding=0, uint64_t key=0,
-             int n_threads=1, uint64_t index0=0, int nontemporal=-1):
-    """float64 -> bf16 bits, rounded once."""
-    cdef Py_ssize_t n = src.shape[0], c, start
-    if dst.shape[0] != n:
-        raise ValueError("src and dst differ in length")
-    _check_rounding(rounding)
-    if n == 0:
-        return
-    cdef from_f64_fn fn = lowprec_bf16_from_f64_avx2 if _isa >= 1 else lowprec_bf16_from_f64_generic
-    cdef Py_ssize_t n_chunks = _n_chunks(n)
-    cdef int nt = _use_nt(nontemporal, n * dst.itemsize)
-    if n_threads <= 1 or n_chunks == 1:
-        with nogil:
-            fn(&src[0], &dst[0], n, rounding, key, index0, nt)
-        return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
-        start = c * _CHUNK
-        fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
-           index0 + <uint64_t>start, nt)
+        if real_t is float:
+            fn32(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
+                 index0 + <uint64_t>start, nt)
+        else:
+            fn64(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
+                 index0 + <uint64_t>start, nt)
 
 
 def round_f32(const float[::1] src, float[::1] dst, int rounding=0, uint64_t key=0,
@@ -161,39 +155,27 @@ def round_f32(const float[::1] src, float[::1] dst, int rounding=0, uint64_t key
            index0 + <uint64_t>start, nt)
 
 
-def to_f32(const uint16_t[::1] src, float[::1] dst, int n_threads=1, int nontemporal=-1):
-    """bf16 bits -> float32 (exact)."""
+def to_float(const uint16_t[::1] src, real_t[::1] dst, int n_threads=1, int nontemporal=-1):
+    """bf16 bits -> float32 or float64 (exact)."""
     cdef Py_ssize_t n = src.shape[0], c, start
     if dst.shape[0] != n:
         raise ValueError("src and dst differ in length")
     if n == 0:
         return
-    cdef to_f32_fn fn = lowprec_bf16_to_f32_avx2 if _isa >= 1 else lowprec_bf16_to_f32_generic
+    cdef to_f32_fn fn32 = lowprec_bf16_to_f32_avx2 if _isa >= 1 else lowprec_bf16_to_f32_generic
+    cdef to_f64_fn fn64 = lowprec_bf16_to_f64_avx2 if _isa >= 1 else lowprec_bf16_to_f64_generic
     cdef Py_ssize_t n_chunks = _n_chunks(n)
     cdef int nt = _use_nt(nontemporal, n * dst.itemsize)
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
-            fn(&src[0], &dst[0], n, nt)
+            if real_t is float:
+                fn32(&src[0], &dst[0], n, nt)
+            else:
+                fn64(&src[0], &dst[0], n, nt)
         return
     for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         start = c * _CHUNK
-        fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)
-
-
-def to_f64(const uint16_t[::1] src, double[::1] dst, int n_threads=1, int nontemporal=-1):
-    """bf16 bits -> float64 (exact)."""
-    cdef Py_ssize_t n = src.shape[0], c, start
-    if dst.shape[0] != n:
-        raise ValueError("src and dst differ in length")
-    if n == 0:
-        return
-    cdef to_f64_fn fn = lowprec_bf16_to_f64_avx2 if _isa >= 1 else lowprec_bf16_to_f64_generic
-    cdef Py_ssize_t n_chunks = _n_chunks(n)
-    cdef int nt = _use_nt(nontemporal, n * dst.itemsize)
-    if n_threads <= 1 or n_chunks == 1:
-        with nogil:
-            fn(&src[0], &dst[0], n, nt)
-        return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
-        start = c * _CHUNK
-        fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)
+        if real_t is float:
+            fn32(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)
+        else:
+            fn64(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)
