@@ -10,21 +10,10 @@ parallel lowprec kernel may hang.  Use the "spawn" or "forkserver" start method 
 multiprocessing, or ``n_threads=1`` in forked children.
 """
 
-import operator
-
 from ._kernels import _runtime
+from ._validation import check_int
 
 _process_num_threads = None  # set by set_num_threads; None = follow OpenMP
-
-
-def _check_count(n, name):
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"{name} must be >= 1, got {n}")
-    return n
 
 
 def set_num_threads(n):
@@ -39,7 +28,7 @@ def set_num_threads(n):
     >>> lowprec.set_num_threads(None)
     """
     global _process_num_threads
-    _process_num_threads = None if n is None else _check_count(n, "n")
+    _process_num_threads = None if n is None else check_int(n, "n", minimum=1)
 
 
 def get_num_threads():
@@ -62,7 +51,7 @@ def resolve_n_threads(n_threads, work_items=None, min_items_per_thread=1):
     ``work_items`` / ``min_items_per_thread`` keep small problems serial: starting a parallel
     region costs microseconds, more than a small kernel takes.
     """
-    n = get_num_threads() if n_threads is None else _check_count(n_threads, "n_threads")
+    n = get_num_threads() if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
     if work_items is not None:
         n = max(1, min(n, work_items // max(1, min_items_per_thread)))
     return n

@@ -5,6 +5,8 @@ exception naming the argument, or runs to completion.  A kernel never writes int
 before every check has passed.
 """
 
+import operator
+
 import numpy as np
 
 
@@ -54,11 +56,28 @@ def check_out(out, shape, dtype, inputs=(), name="out"):
     return out
 
 
-def check_positive_int(value, name):
+def check_int(value, name, *, choices=None, minimum=None):
+    """``value`` as a Python int: TypeError unless it is an integer (bools are not), ValueError
+    unless it is one of ``choices`` / at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
-        value = int(value) if not isinstance(value, (bool, np.bool_)) else None
-    except (TypeError, ValueError):
-        value = None
-    if value is None or value < 1:
-        raise ValueError(f"{name} must be a positive integer")
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def normalize_axis(axis, ndim):
+    """``axis`` in ``[0, ndim)``; negative axes count from the end (NumPy's rule)."""
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim

@@ -12,35 +12,14 @@ Pure NumPy: one shift-and-or per element slot on uint8 arrays, memory-bound like
 be (a C kernel would save the temporaries, not the passes that matter).
 """
 
-import operator
-
 import numpy as np
 
 from . import _validation
+from ._validation import check_int, normalize_axis
 
 __all__ = ["pack_bits", "unpack_bits"]
 
 _BITS = (1, 2, 4)
-
-
-def _check_bits(bits):
-    try:
-        bits = operator.index(bits)
-    except TypeError:
-        raise TypeError(f"bits must be an integer, got {type(bits).__name__}") from None
-    if bits not in _BITS:
-        raise ValueError(f"bits must be one of {_BITS}, got {bits}")
-    return bits
-
-
-def _axis(axis, ndim):
-    try:
-        axis = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
-    if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(axis, ndim)
-    return axis % ndim
 
 
 def pack_bits(q, bits, *, axis=-1, signed=None):
@@ -74,13 +53,13 @@ def pack_bits(q, bits, *, axis=-1, signed=None):
     >>> pack_bits(np.array([1, 2, 3, 0, 1], np.uint8), 2).tolist()
     [57, 1]
     """
-    bits = _check_bits(bits)
+    bits = check_int(bits, "bits", choices=_BITS)
     q = _validation.as_array(q, "q")
     if q.dtype.kind not in "iu" and q.dtype != np.bool_:
         raise TypeError(f"q has dtype {q.dtype}; expected an integer dtype")
     if q.ndim == 0:
         raise ValueError("q must be at least 1-D")
-    ax = _axis(axis, q.ndim)
+    ax = normalize_axis(axis, q.ndim)
     if signed is None:
         signed = q.dtype.kind == "i"
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
@@ -130,17 +109,12 @@ def unpack_bits(packed, bits, n, *, axis=-1, signed=False):
     >>> unpack_bits(np.array([127, 8], np.uint8), 4, 3, signed=True).tolist()
     [-1, 7, -8]
     """
-    bits = _check_bits(bits)
+    bits = check_int(bits, "bits", choices=_BITS)
     p = _validation.as_array(packed, "packed", (np.uint8,))
     if p.ndim == 0:
         raise ValueError("packed must be at least 1-D")
-    ax = _axis(axis, p.ndim)
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be an integer, got {type(n).__name__}") from None
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    ax = normalize_axis(axis, p.ndim)
+    n = check_int(n, "n", minimum=0)
     per = 8 // bits
     nbytes = -(-n // per)
     if p.shape[ax] != nbytes:

@@ -37,7 +37,6 @@ finite, positive, and have a finite float32 reciprocal.
 """
 
 import numbers
-import operator
 
 import numpy as np
 
@@ -100,16 +99,6 @@ def _qrange(name, reduce_range):
         # PyTorch: qmin // 2, qmax // 2 with C truncation: uint8 [0, 127], int8 [-64, 63].
         qmin, qmax = int(qmin / 2), int(qmax / 2)
     return qmin, qmax
-
-
-def _normalize_axis(axis, ndim):
-    try:
-        axis = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an integer or None, got {type(axis).__name__}") from None
-    if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(axis, ndim)
-    return axis % ndim
 
 
 def _as_float32(x, name="x"):
@@ -243,7 +232,7 @@ def choose_qparams(
         raise ValueError(f"method must be 'minmax' or 'mse', got {method!r}")
     xf = _as_float32(x)
     if axis is not None:
-        ax = _normalize_axis(axis, xf.ndim)
+        ax = _validation.normalize_axis(axis, xf.ndim)
     if xf.size == 0:
         raise ValueError("cannot choose quantization parameters for an empty array")
     if not np.isfinite(xf).all():
@@ -412,7 +401,7 @@ def quantize(x, scale, zero_point, *, dtype, axis=None, out=None, n_threads=None
     name, storage, qmin, qmax, bits, result_dtype = _qtype(dtype)
     x_in = x
     xf = _as_float32(x)
-    ax = None if axis is None else _normalize_axis(axis, xf.ndim)
+    ax = None if axis is None else _validation.normalize_axis(axis, xf.ndim)
     n_ch = None if ax is None else xf.shape[ax]
     s = _scale_array(scale, n_ch)
     z = _zp_array(zero_point, n_ch, qmin, qmax)
@@ -492,7 +481,7 @@ def dequantize(q, scale, zero_point, *, axis=None, out=None, n_threads=None):
     """
     q_in = q
     qc, qmin, qmax = _q_storage(q)
-    ax = None if axis is None else _normalize_axis(axis, qc.ndim)
+    ax = None if axis is None else _validation.normalize_axis(axis, qc.ndim)
     n_ch = None if ax is None else qc.shape[ax]
     s = _scale_array(scale, n_ch)
     z = _zp_array(zero_point, n_ch, qmin, qmax)

@@ -38,14 +38,13 @@ bytes never depend on it.  libgomp is not fork-safe: in forked children use ``n_
 """
 
 import math
-import operator
 
 import numpy as np
 
 from . import _dispatch
 from ._kernels import _rowwise
 from ._threads import resolve_n_threads
-from ._validation import as_array, check_out
+from ._validation import as_array, check_int, check_out
 
 _dispatch.register_family("rowwise", _rowwise)
 
@@ -79,30 +78,6 @@ def _float_dtypes():
 _FLOAT_DTYPES = _float_dtypes()
 
 
-def _check_bits(bits):
-    if isinstance(bits, (bool, np.bool_)):
-        raise ValueError(f"bits must be one of {_BITS}, got {bits!r}")
-    try:
-        b = operator.index(bits)
-    except TypeError:
-        raise ValueError(f"bits must be one of {_BITS}, got {bits!r}") from None
-    if b not in _BITS:
-        raise ValueError(f"bits must be one of {_BITS}, got {bits!r}")
-    return b
-
-
-def _check_dim(dim):
-    if isinstance(dim, (bool, np.bool_)):
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    try:
-        d = operator.index(dim)
-    except TypeError:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}") from None
-    if d < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    return d
-
-
 def fused_row_bytes(dim, bits):
     """Bytes of one fused row of ``dim`` elements at ``bits`` bits.
 
@@ -112,8 +87,8 @@ def fused_row_bytes(dim, bits):
     >>> fused_row_bytes(128, 8), fused_row_bytes(128, 4), fused_row_bytes(7, 2)
     (136, 68, 6)
     """
-    bits = _check_bits(bits)
-    dim = _check_dim(dim)
+    bits = check_int(bits, "bits", choices=_BITS)
+    dim = check_int(dim, "dim", minimum=1)
     if bits == 8:
         return dim + 8
     per_byte = 8 // bits
@@ -153,8 +128,8 @@ class RowwiseQuantizedTable:
     # Subclasses (e.g. a table that also stores per-row checksums) add their own fields to
     # __dict__; everything in _cache is derived from `data` and is dropped when pickling.
     def __init__(self, data, bits, dim):
-        bits = _check_bits(bits)
-        dim = _check_dim(dim)
+        bits = check_int(bits, "bits", choices=_BITS)
+        dim = check_int(dim, "dim", minimum=1)
         if not isinstance(data, np.ndarray):
             raise TypeError(f"data must be a numpy.ndarray, got {type(data).__name__}")
         if data.dtype != np.uint8:
@@ -470,17 +445,12 @@ def quantize_rowwise(
     True
     """
     # --- every check first -----------------------------------------------------------------
-    bits = _check_bits(bits)
+    bits = check_int(bits, "bits", choices=_BITS)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if isinstance(n_bins, (bool, np.bool_)):
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    try:
-        n_bins = operator.index(n_bins)
-    except TypeError:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}") from None
-    if not 1 <= n_bins <= 1 << 20:
-        raise ValueError(f"n_bins must be an integer in [1, 2**20], got {n_bins!r}")
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    if n_bins > 1 << 20:
+        raise ValueError(f"n_bins must be <= 2**20, got {n_bins}")
     try:
         ratio = float(ratio)
     except (TypeError, ValueError):
