@@ -10,6 +10,7 @@ from ._config import config_dict, show_config
 from ._packed_weights import PackedWeights
 from ._threads import get_num_threads, set_num_threads
 from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
+from .embedding import embedding_bag, embedding_bags
 from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
 from .packing import pack_bits, unpack_bits
 from .quantization import choose_qparams, dequantize, quantize
@@ -23,6 +24,8 @@ __all__ = [
     "choose_qparams",
     "config_dict",
     "dequantize",
+    "embedding_bag",
+    "embedding_bags",
     "from_bfloat16",
     "fused_row_bytes",
     "get_num_threads",

@@ -93,6 +93,32 @@ def tour_rowwise(rng, size, quiet):
     assert np.array_equal(again.dequantize(rows=[0]), t.dequantize(rows=[0]))
 
 
+def tour_embedding(rng, size, quiet):
+    rows, dim, bags, per_bag = max(64, size // 64), 64, 256, 20
+    table = rng.standard_normal((rows, dim), dtype=np.float32)
+    indices = rng.integers(0, rows, size=bags * per_bag)
+    offsets = np.arange(0, bags * per_bag, per_bag)
+    ref = np.add.reduceat(table[indices].astype(np.float64), offsets, axis=0)
+    t0 = time.perf_counter()
+    y = lowprec.embedding_bag(table, indices, offsets)
+    err = float(np.max(np.abs(y - ref)))
+    assert err < 1e-4
+    _step("embedding_bag(table fp32, indices, offsets): sum pooling", quiet, t0, f"max error {err:.1e}")
+    for bits in (8, 4):
+        qt = lowprec.quantize_rowwise(table, bits=bits)
+        t0 = time.perf_counter()
+        yq = lowprec.embedding_bag(qt, indices, offsets, mode="mean")
+        rel = float(np.linalg.norm(yq - ref / per_bag) / np.linalg.norm(ref / per_bag))
+        _step(f"embedding_bag({bits}-bit rows, mode='mean')", quiet, t0, f"rel. error vs fp32 {rel:.1e}")
+    t0 = time.perf_counter()
+    both = lowprec.embedding_bags([table, qt], [indices, indices], [offsets, offsets], concat=True)
+    _step("embedding_bags([fp32, 4-bit], ..., concat=True)", quiet, t0, f"output {both.shape}")
+    try:
+        lowprec.embedding_bag(table, [0, rows], [0])
+    except IndexError as exc:
+        _step("an out-of-range index raises IndexError", quiet, time.perf_counter(), str(exc)[:40])
+
+
 def tour_int8_gemm(rng, size, quiet):
     m, k, n = 32, 256, 128
     w = rng.standard_normal((n, k), dtype=np.float32)
@@ -138,6 +164,7 @@ def main(size=1 << 20, quiet=False):
         ("bfloat16", tour_bfloat16),
         ("quantization", tour_quantization),
         ("row-wise quantized tables", tour_rowwise),
+        ("EmbeddingBag", tour_embedding),
         ("int8 GEMM", tour_int8_gemm),
     ):
         if not quiet:

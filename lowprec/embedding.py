@@ -103,6 +103,8 @@ def _table_view(table):
             "table must be a float32 / float16 / bfloat16 ndarray or a RowwiseQuantizedTable, "
             f"got {type(table).__name__}"
         )
+    if not table.dtype.isnative and table.dtype.newbyteorder("=") in _TABLE_FMTS:
+        table = table.astype(table.dtype.newbyteorder("="))  # non-native byte order: a copy
     if table.dtype not in _TABLE_FMTS:
         raise TypeError(
             f"table has dtype {table.dtype}; expected one of: float32, float16, bfloat16 "
@@ -110,7 +112,7 @@ def _table_view(table):
         )
     if table.ndim != 2:
         raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
-    t = _native(table)
+    t = table
     if t.shape[1] > 0 and t.strides[1] != t.itemsize or t.strides[0] < 0:
         # Rows must be contiguous (any row stride is fine); other layouts are copied.
         t = np.ascontiguousarray(t)
@@ -185,17 +187,18 @@ def _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include
             if offs.size > 1 or include_last_offset:
                 if offs[0] != 0:
                     raise ValueError(f"offsets must start at 0, got offsets[0] = {int(offs[0])}")
+                user = offs if include_last_offset else offs[:-1]
+                if user.size and user.max() > n:
+                    pos = int(np.argmax(user > n))
+                    raise ValueError(
+                        f"offsets[{pos}] = {int(user[pos])} exceeds the number of indices ({n})"
+                    )
                 d = np.diff(offs)
                 if d.size and d.min() < 0:
                     pos = int(np.argmax(d < 0))
                     raise ValueError(
                         f"offsets must not decrease: offsets[{pos + 1}] = {int(offs[pos + 1])} < "
                         f"offsets[{pos}] = {int(offs[pos])}"
-                    )
-                if offs[-1] > n:
-                    last = offs.size - (1 if include_last_offset else 2)
-                    raise ValueError(
-                        f"offsets[{last}] = {int(offs[last])} exceeds the number of indices ({n})"
                     )
     p.offsets = offs
     p.n_bags = offs.size - 1
@@ -294,15 +297,20 @@ def _check_indices(p):
         raise _bad_index_error(p, bad)
 
 
-def _execute(p, out_cols, out_fmt, n_threads):
-    """Pool plan ``p`` into ``out_cols`` (a (B, D) array whose rows are contiguous)."""
+def _execute(p, out_cols, out_fmt, n_threads, check=False):
+    """Pool plan ``p`` into ``out_cols`` (a (B, D) array whose rows are contiguous).
+
+    With ``check``, the kernel's index pre-pass runs first (in the same call) and a bad index
+    raises IndexError before anything is written."""
     if p.n_bags == 0 or p.dim == 0:
+        if check:
+            _check_indices(p)
         return
     bad = _embedding.pool(
         p.table_bytes, p.n_rows, p.dim, p.fmt, p.mode, p.indices.view(np.uint8), p.idx64,
         p.offsets, p.weights, p.mapping, p.padding_idx, out_cols.view(np.uint8), out_fmt,
-        n_threads, False)
-    if bad >= 0:  # pragma: no cover - the pre-pass ran already
+        n_threads, check)
+    if bad >= 0:
         raise _bad_index_error(p, bad)
 
 
@@ -363,9 +371,9 @@ def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
     p = _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include_last_offset,
                  padding_idx, compressed_indices_mapping)
     dt = _out_dtype(out_dtype, out)
-    _check_indices(p)
     out = check_out(out, (p.n_bags, p.dim), dt, inputs=p.inputs)
-    _execute(p, out, _OUT_FMTS[dt], _threads_for([p], n_threads))
+    # The index pre-pass runs inside the kernel call, before the first write.
+    _execute(p, out, _OUT_FMTS[dt], _threads_for([p], n_threads), check=True)
     return out
 
 

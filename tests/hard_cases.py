@@ -122,3 +122,34 @@ def rowwise_edge_rows(dim):
         ],
         dtype=np.float32,
     ).reshape(-1, dim)
+
+
+#: EmbeddingBag row widths: around the 8-float vector and the 64-float column block of the AVX2
+#: kernel, odd widths for 4/2-bit packing (a code byte shared with the next element), 163.
+EMBEDDING_DIMS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 163)
+
+
+def embedding_bag_cases(rows):
+    """Bag layouts that stress EmbeddingBag (table of ``rows`` rows): empty bags first, last and
+    in the middle, one bag, all bags empty, duplicate and last-row indices, one long bag, in
+    int32 and int64 and with and without ``include_last_offset``.  Each case is a dict with
+    ``indices``, ``offsets`` and ``include_last_offset`` (PyTorch convention)."""
+    rng = np.random.default_rng(rows)
+    last = rows - 1
+    layouts = [
+        ([last, 0, last, last], [0]),  # one bag, duplicates, last row
+        ([], [0, 0, 0]),  # all bags empty
+        ([3 % rows, 3 % rows, last], [0, 0, 2, 2]),  # empty first / middle / last
+        ([last] * 5, [0, 1, 2, 3, 4]),  # every bag the last row
+        (list(rng.integers(0, rows, 70)), [0, 3, 3, 60, 61]),  # a long bag
+        (list(rng.integers(0, rows, 40)), list(range(0, 40, 2))),
+    ]
+    cases = []
+    for idx, offs in layouts:
+        for dt in (np.int32, np.int64):
+            i = np.asarray(idx, dtype=dt)
+            o = np.asarray(offs, dtype=dt)
+            cases.append({"indices": i, "offsets": o, "include_last_offset": False})
+            cases.append({"indices": i, "offsets": np.append(o, len(i)).astype(dt),
+                          "include_last_offset": True})
+    return cases

@@ -76,10 +76,10 @@ def partition(const int64_t[::1] offsets, int64_t n_chunks):
     return bounds
 
 
-def pool(const uint8_t[:, ::1] table, int64_t n_rows, int64_t dim, int fmt, int mode,
+def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mode,
          const uint8_t[::1] indices, int idx64, const int64_t[::1] offsets,
          const float[::1] weights, const int32_t[::1] mapping, int64_t padding_idx,
-         uint8_t[:, ::1] out, int out_fmt, int n_threads, bint check=True,
+         uint8_t[:, :] out, int out_fmt, int n_threads, bint check=True,
          int64_t chunks_per_thread=4):
     """Pool every bag into ``out`` (a byte view of the output rows).
 
@@ -90,6 +90,8 @@ def pool(const uint8_t[:, ::1] table, int64_t n_rows, int64_t dim, int fmt, int 
     nothing was written).
     """
     cdef lowprec_eb_args a
+    if (table.shape[1] > 1 and table.strides[1] != 1) or (out.shape[1] > 1 and out.strides[1] != 1):
+        raise ValueError("table and out rows must be contiguous")
     cdef int64_t n_bags = offsets.shape[0] - 1
     cdef int64_t esize = 8 if idx64 else 4
     a.table = &table[0, 0] if table.shape[0] > 0 else NULL

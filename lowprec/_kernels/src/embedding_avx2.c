@@ -11,7 +11,8 @@
  * Software prefetch: during the first pass, the rows of the entry EB_PF positions ahead (across
  * bag boundaries within this call's range) are prefetched, every cache line of the row.  Random
  * rows of a large table miss every cache level; with ~16 rows in flight the loop is bounded by
- * the memory system's parallelism instead of its latency.  16 was the best of 8/16/24/32 here.
+ * the memory system's parallelism instead of its latency.  Without prefetch the 1M-row 8-bit case
+ * ran 3x slower; 16 vs 32 was within this shared machine's noise (to re-tune on a quiet one).
  *
  * Tails: quantized codes of the last vector are loaded whole (8 codes): those bytes always lie
  * inside the row, because the scale and bias (8 or 4 bytes) follow the codes.  The lanes past D
@@ -125,45 +126,50 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_st(const lowprec_eb_args *a, uint8_t *o
     memcpy(orow + es * j, tmp, (size_t)(es * lt));
 }
 
-static EB_AI int64_t eb_idx(const lowprec_eb_args *a, int64_t i) {
-    return a->idx64 ? ((const int64_t *)a->indices)[i] : (int64_t)((const int32_t *)a->indices)[i];
-}
-
-/* Stored row of entry i, or -1 when the entry is skipped (padding or pruned). */
-static EB_AI int64_t eb_row_of(const lowprec_eb_args *a, int64_t i) {
-    int64_t r = eb_idx(a, i);
-    if (r == a->padding_idx) return -1;
-    if (a->mapping) r = a->mapping[r];
+/* Stored row of entry i, or -1 when the entry is skipped (padding or pruned).  The struct
+ * fields are passed as locals so that they stay in registers in the row loop. */
+static EB_AI int64_t eb_row_of(const void *indices, const int idx64, const int32_t *mapping,
+                               int64_t pad, int64_t i) {
+    int64_t r = idx64 ? ((const int64_t *)indices)[i] : (int64_t)((const int32_t *)indices)[i];
+    if (r == pad) return -1;
+    if (mapping) r = mapping[r];
     return r;
 }
 
 /* Pool columns [j0, j0 + 8*(NV-1) + lt) of one bag (entries [i0, i1)) into the output row. */
 LOWPREC_TARGET_AVX2 static EB_AI void eb_block(const lowprec_eb_args *a, const int fmt,
-                                               const int is_max, const int NV, int lt,
+                                               const int is_max, const int idx64, const int NV,
+                                               int lt,
                                                int64_t j0, int64_t i0, int64_t i1,
                                                int64_t pf_end, int prefetch, uint8_t *orow) {
     const int quantized = fmt >= LOWPREC_EB_Q8;
     const int64_t dim = a->dim, stride = a->row_stride;
     const int64_t cb = eb_code_bytes_avx2(fmt, dim);
     const int64_t rb = eb_row_bytes(fmt, dim);
+    const uint8_t *const table = a->table;
+    const void *const indices = a->indices;
+    const int32_t *const mapping = a->mapping;
+    const float *const weights = is_max ? NULL : a->weights;
+    const int64_t pad = a->padding_idx;
+    const int pf_dist = EB_PF;
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps();
     int64_t count = 0;
     for (int64_t i = i0; i < i1; i++) {
-        if (prefetch && i + EB_PF < pf_end) {
-            const int64_t rp = eb_row_of(a, i + EB_PF);
+        if (prefetch && i + pf_dist < pf_end) {
+            const int64_t rp = eb_row_of(indices, idx64, mapping, pad, i + pf_dist);
             if (rp >= 0) {
-                const uintptr_t p0 = (uintptr_t)(a->table + rp * stride);
+                const uintptr_t p0 = (uintptr_t)(table + rp * stride);
                 uintptr_t line = p0 & ~(uintptr_t)63;
                 const uintptr_t last = p0 + (uintptr_t)rb - 1;
                 for (int k = 0; k < 16 && line <= last; k++, line += 64)
                     _mm_prefetch((const char *)line, _MM_HINT_T0);
             }
         }
-        const int64_t r = eb_row_of(a, i);
+        const int64_t r = eb_row_of(indices, idx64, mapping, pad, i);
         if (r < 0) continue;
-        const uint8_t *row = a->table + r * stride;
+        const uint8_t *row = table + r * stride;
         __m256 vs = _mm256_set1_ps(1.0f), vb = _mm256_setzero_ps();
         if (quantized) {
             float scale, bias;
@@ -178,15 +184,15 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_block(const lowprec_eb_args *a, const i
                 scale = _mm_cvtss_f32(f);
                 bias = _mm_cvtss_f32(_mm_shuffle_ps(f, f, 1));
             }
-            if (!is_max && a->weights) {
-                const float w = a->weights[i];
+            if (weights) {
+                const float w = weights[i];
                 scale *= w;
                 bias *= w;
             }
             vs = _mm256_set1_ps(scale);
             vb = _mm256_set1_ps(bias);
-        } else if (!is_max && a->weights) {
-            vs = _mm256_set1_ps(a->weights[i]);
+        } else if (weights) {
+            vs = _mm256_set1_ps(weights[i]);
         }
         if (is_max) {
             if (count == 0) {
@@ -234,7 +240,8 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_block(const lowprec_eb_args *a, const i
 }
 
 LOWPREC_TARGET_AVX2 static EB_AI void eb_bags(const lowprec_eb_args *a, const int fmt,
-                                              const int is_max, int64_t b0, int64_t b1) {
+                                              const int is_max, const int idx64, int64_t b0,
+                                              int64_t b1) {
     const int64_t dim = a->dim;
     const int64_t pf_end = a->offsets[b1];
     for (int64_t bag = b0; bag < b1; bag++) {
@@ -247,7 +254,7 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_bags(const lowprec_eb_args *a, const in
             const int pf = j0 == 0;
             switch (nv) {
 #define EB_CASE(N) \
-    case N: eb_block(a, fmt, is_max, N, lt, j0, i0, i1, pf_end, pf, orow); break;
+    case N: eb_block(a, fmt, is_max, idx64, N, lt, j0, i0, i1, pf_end, pf, orow); break;
                 EB_CASE(1) EB_CASE(2) EB_CASE(3) EB_CASE(4)
                 EB_CASE(5) EB_CASE(6) EB_CASE(7) EB_CASE(8)
 #undef EB_CASE
@@ -258,8 +265,14 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_bags(const lowprec_eb_args *a, const in
 
 #define EB_FMT_FN(NAME, FMT)                                                                 \
     LOWPREC_TARGET_AVX2 static void NAME(const lowprec_eb_args *a, int64_t b0, int64_t b1) { \
-        if (a->mode == LOWPREC_EB_MAX) eb_bags(a, FMT, 1, b0, b1);                          \
-        else eb_bags(a, FMT, 0, b0, b1);                                                     \
+        const int mx = a->mode == LOWPREC_EB_MAX;                                            \
+        if (a->idx64) {                                                                      \
+            if (mx) eb_bags(a, FMT, 1, 1, b0, b1);                                           \
+            else eb_bags(a, FMT, 0, 1, b0, b1);                                              \
+        } else {                                                                             \
+            if (mx) eb_bags(a, FMT, 1, 0, b0, b1);                                           \
+            else eb_bags(a, FMT, 0, 0, b0, b1);                                              \
+        }                                                                                    \
     }
 EB_FMT_FN(eb_f32, LOWPREC_EB_F32)
 EB_FMT_FN(eb_f16, LOWPREC_EB_F16)

@@ -1,0 +1,165 @@
+"""EmbeddingBag (sum pooling): lowprec next to PyTorch / FBGEMM, in one process.
+
+    python benchmarks/compare_embedding.py --threads 1 2 --tables 1000000x64,1000000x128,100000x128 \
+        --dist uniform zipf --repeats 5
+
+For every table shape, index distribution, format and thread count: 2048 bags of 32 indices
+(``--bags``, ``--bag-size``), ``lowprec.embedding.embedding_bag`` against
+
+* fp32 / fp16 / bf16 tables: ``torch.nn.functional.embedding_bag(..., mode="sum")`` on a torch
+  tensor sharing the same memory (same dtype, fp16/bf16 output);
+* 8/4/2-bit rows: ``torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_rowwise_offsets`` on the
+  SAME fused bytes (``torch.from_numpy(table.data)``: lowprec's rows are byte-identical to
+  ``embedding_bag_*_prepack``'s).
+
+Both allocate their output on every call.  Sampled round-robin with
+``lowprec.bench.harness.compare`` (untimed call first, pause between libraries, medians); trust
+the ratio, not the absolute figures (the machine is shared, see targets.md).  Results are
+checked for equality before timing (bit-identical for fp32/fp16/8/4/2-bit; bf16 differs at
+exact ties, docs/embedding_bag.md).  Also printed: rows gathered per second (Mrows/s) — compare
+with the machine's random-gather rate in targets.md (64-byte rows: 26 / 70 Mrows/s at 1 / 2
+threads with 4 KiB pages; 256-byte rows: 12 / 28 Mrows/s).
+
+Zipf: ``perm[(zipf(a) - 1) % R]`` with a=1.05 and a random permutation ``perm`` (hot rows spread
+over the table, as in production traffic).
+"""
+
+import argparse
+import time
+
+import ml_dtypes
+import numpy as np
+
+from lowprec.bench.harness import compare, format_table, median
+from lowprec.embedding import embedding_bag
+from lowprec.rowwise import quantize_rowwise
+
+FORMATS = ("fp32", "fp16", "bf16", "8bit", "4bit", "2bit")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def make_indices(rng, dist, rows, n, zipf_a):
+    if dist == "uniform":
+        return rng.integers(0, rows, n, dtype=np.int64)
+    perm = rng.permutation(rows)
+    return perm[(rng.zipf(zipf_a, n) - 1) % rows].astype(np.int64)
+
+
+def build_tables(rows, dim, formats, seed=0):
+    """Every format of one (rows, dim) table; built once and reused."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, dim), dtype=np.float32)
+    out = {}
+    for f in formats:
+        if f == "fp32":
+            out[f] = x
+        elif f == "fp16":
+            out[f] = x.astype(np.float16)
+        elif f == "bf16":
+            out[f] = x.astype(BF16)
+        else:
+            out[f] = quantize_rowwise(x, bits=int(f[0]))
+    if "fp32" not in formats:
+        del x
+    print(f"# built {rows}x{dim} tables in {time.perf_counter() - t0:.1f} s", flush=True)
+    return out
+
+
+def torch_callable(torch, fmt, table, idx, offs):
+    ti, to = torch.from_numpy(idx), torch.from_numpy(offs)
+    if fmt in ("fp32", "fp16", "bf16"):
+        if fmt == "bf16":
+            tw = torch.from_numpy(table.view(np.uint16)).view(torch.bfloat16)
+        else:
+            tw = torch.from_numpy(table)
+        F = torch.nn.functional
+        return lambda: F.embedding_bag(ti, tw, to, mode="sum")
+    q = torch.ops.quantized
+    op = {"8bit": q.embedding_bag_byte_rowwise_offsets, "4bit": q.embedding_bag_4bit_rowwise_offsets,
+          "2bit": q.embedding_bag_2bit_rowwise_offsets}[fmt]
+    tw = torch.from_numpy(np.asarray(table.data)) if table.data.flags.writeable else \
+        torch.from_numpy(table.data.copy())
+    return lambda: op(tw, ti, to, False, 0, False, None, None, False)
+
+
+def to_numpy(torch, y):
+    if y.dtype == torch.bfloat16:
+        return y.view(torch.int16).numpy().view(BF16)
+    return y.numpy()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tables", default="1000000x64,1000000x128,100000x128")
+    p.add_argument("--dist", nargs="+", default=["uniform", "zipf"], choices=["uniform", "zipf"])
+    p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--bags", type=int, default=2048)
+    p.add_argument("--bag-size", type=int, default=32)
+    p.add_argument("--zipf-a", type=float, default=1.05)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--min-sample-time", type=float, default=0.05)
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.backends.quantized.engine = "fbgemm"
+    from lowprec import _dispatch
+
+    print(f"# lowprec embedding ISA: {_dispatch.family_isas().get('embedding')}; torch "
+          f"{torch.__version__}; {args.bags} bags x {args.bag_size} indices")
+    rows_out = []
+    rng = np.random.default_rng(1)
+    n = args.bags * args.bag_size
+    offs = np.arange(0, n, args.bag_size, dtype=np.int64)
+    for spec in args.tables.split(","):
+        rows, dim = (int(v) for v in spec.lower().split("x"))
+        tables = build_tables(rows, dim, args.formats)
+        for dist in args.dist:
+            idx = make_indices(rng, dist, rows, n, args.zipf_a)
+            for fmt in args.formats:
+                table = tables[fmt]
+                tfn = torch_callable(torch, fmt, table, idx, offs)
+                out_dtype = {"fp16": np.float16, "bf16": BF16}.get(fmt, np.float32)
+                # correctness first
+                mine = embedding_bag(table, idx, offs, out_dtype=out_dtype)
+                theirs = to_numpy(torch, tfn())
+                if fmt == "bf16":
+                    same = np.mean(mine.view(np.uint16) == theirs.view(np.uint16))
+                else:
+                    same = float(np.array_equal(mine.view(np.uint8), theirs.view(np.uint8)))
+                for nt in args.threads:
+                    torch.set_num_threads(nt)
+                    contenders = {
+                        "lowprec": lambda: embedding_bag(table, idx, offs, out_dtype=out_dtype,
+                                                         n_threads=nt),
+                        "torch": tfn,
+                    }
+                    s = compare(contenders, repeats=args.repeats,
+                                min_sample_time=args.min_sample_time)
+                    lo, to = median(s["lowprec"]), median(s["torch"])
+                    row_bytes = (table.row_bytes if hasattr(table, "row_bytes")
+                                 else dim * table.itemsize)
+                    rows_out.append({
+                        "table": spec, "dist": dist, "fmt": fmt, "row B": row_bytes,
+                        "thr": nt, "lowprec Mbags/s": args.bags / lo / 1e6,
+                        "torch Mbags/s": args.bags / to / 1e6, "ratio": to / lo,
+                        "lowprec Mrows/s": n / lo / 1e6, "equal": same,
+                    })
+                    r = rows_out[-1]
+                    print(f"{spec:>12} {dist:>7} {fmt:>5} t={nt}: lowprec "
+                          f"{r['lowprec Mbags/s']:.2f} torch {r['torch Mbags/s']:.2f} Mbags/s "
+                          f"ratio {r['ratio']:.2f}  ({r['lowprec Mrows/s']:.0f} Mrows/s)",
+                          flush=True)
+        del tables
+    cols = ["table", "dist", "fmt", "row B", "thr", "lowprec Mbags/s", "torch Mbags/s", "ratio",
+            "lowprec Mrows/s", "equal"]
+    print()
+    print(format_table(rows_out, cols))
+    print("\nrandom-gather limit (targets.md, 4 KiB pages): 64 B rows 26 / 70 Mrows/s, "
+          "256 B rows 12 / 28 Mrows/s at 1 / 2 threads")
+
+
+if __name__ == "__main__":
+    main()
