@@ -13,6 +13,7 @@ reference bit for bit, on every ISA path.  See docs/int8_gemm.md.
 - :func:`matmul_int8`: int8 / uint8 x int8 -> int32 on unpacked operands, with broadcasting.
 """
 
+import math
 import operator
 
 import numpy as np
@@ -39,6 +40,7 @@ _OUT_KINDS = {
     np.dtype(np.int8): _gemm_int8.OUT_INT8,
 }
 _I32 = np.iinfo(np.int32)
+_U8, _S8 = np.dtype(np.uint8), np.dtype(np.int8)
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -66,8 +68,8 @@ def _scalar(value, name, kind):
 
 
 def _check_scale(value, name):
-    s = _scalar(value, name, float)
-    if not np.isfinite(s) or not s > 0.0 or s > _F32_MAX:
+    s = value if type(value) is float else _scalar(value, name, float)
+    if not math.isfinite(s) or not s > 0.0 or s > _F32_MAX:
         raise ValueError(f"{name} must be a finite positive float32 number, got {s!r}")
     s32 = float(np.float32(s))
     if s32 == 0.0:
@@ -76,7 +78,7 @@ def _check_scale(value, name):
 
 
 def _check_zp(value, name, lo, hi):
-    z = _scalar(value, name, int)
+    z = value if type(value) is int else _scalar(value, name, int)
     if not lo <= z <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {z}")
     return z
@@ -258,22 +260,35 @@ def _cached(pw, key, make):
     return val
 
 
-def _run(a_u8, pw, out2, kind, a_zp, mult, bias_term, y_zp, lo, hi, relu, n_threads):
-    m, k = a_u8.shape
-    n = pw._n
-    isa = _gemm_int8._get_isa()
-    layout = _gemm_int8.layout_for_isa(isa)
+def _consts(pw, layout, kind, a_zp, mult, bias_term):
     buf = pw._buffers.get(layout)
     if buf is None:
         buf = pw._buffer(layout)
     coloff, bzp = _cached(pw, ("corr", a_zp), lambda: _corrections(pw, a_zp))
-    rowsum = None if bzp is None else _wrap32(a_u8.sum(axis=1, dtype=np.int64))
-    nt = resolve_n_threads(n_threads, work_items=m * n * max(k, 1),
-                           min_items_per_thread=_MIN_MACS_PER_THREAD)
-    _gemm_int8.gemm_u8s8(
-        a_u8, buf, layout, n, k, out2.view(np.uint8), kind, coloff, rowsum, bzp, mult,
-        bias_term, y_zp, lo, hi, relu, nt, isa,
-    )
+    n, k = pw.shape
+    return _gemm_int8.make_consts(buf, layout, n, k, kind, coloff, bzp, mult, bias_term,
+                                  (buf, coloff, bzp, mult, bias_term))
+
+
+def _run(a_u8, pw, out2, kind, a_zp, mult, bias_term, y_zp, lo, hi, relu, n_threads,
+         consts=None):
+    """The product.  ``consts``: a cached GemmConsts for the ISA in use (else built here)."""
+    m, k = a_u8.shape
+    n = pw._n
+    isa = _gemm_int8._get_isa()
+    c = consts
+    if c is None:
+        c = _consts(pw, _gemm_int8.layout_for_isa(isa), kind, a_zp, mult, bias_term)
+    rowsum = _wrap32(a_u8.sum(axis=1, dtype=np.int64)) if c.needs_rowsum else None
+    work = m * n * max(k, 1)
+    if work < 2 * _MIN_MACS_PER_THREAD and (n_threads is None or (
+            type(n_threads) is int and n_threads >= 1)):
+        nt = 1  # serial anyway (the keyword is valid): skip the thread-count lookup
+    else:
+        nt = resolve_n_threads(n_threads, work_items=work,
+                               min_items_per_thread=_MIN_MACS_PER_THREAD)
+    out_b = out2 if out2.dtype == _U8 else out2.view(np.uint8)
+    _gemm_int8.gemm_run(c, a_u8, out_b, rowsum, y_zp, lo, hi, relu, nt, isa)
 
 
 def _activation(a_q, k):
@@ -346,16 +361,16 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     _check_packed(w_packed)
     n, k = w_packed.shape
     try:
-        out_dtype = np.dtype(out_dtype)
+        out_dtype = out_dtype if type(out_dtype) is np.dtype else np.dtype(out_dtype)
     except TypeError:
         raise TypeError(f"out_dtype {out_dtype!r} is not a dtype") from None
     if out_dtype not in _OUT_KINDS:
         raise TypeError(f"out_dtype must be int32, float32, uint8 or int8, got {out_dtype}")
     kind = _OUT_KINDS[out_dtype]
     a_arr = as_array(a_q, "a_q")
-    if a_arr.dtype == np.uint8:
+    if a_arr.dtype == _U8:
         a_zp = _check_zp(a_zero_point, "a_zero_point", 0, 255)
-    elif a_arr.dtype == np.int8:
+    elif a_arr.dtype == _S8:
         a_zp = _check_zp(a_zero_point, "a_zero_point", -128, 127)
     else:
         raise TypeError(
@@ -369,9 +384,11 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     relu = bool(relu)
     y_zp, lo, hi = 0, 0, 0
     mult = bias_term = None
+    consts_key = None
     if kind == _gemm_int8.OUT_INT32:
         if bias is not None or relu or out_scale is not None:
             raise ValueError("int32 output is the raw corrected accumulator: no bias, relu or out_scale")
+        consts_key = ()
     else:
         if a_scale is None:
             raise ValueError(f"a_scale is required for {out_dtype} output")
@@ -393,17 +410,31 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
             if relu:
                 lo = max(lo, y_zp)
         if bias is None:
-            mult, bias_term = _cached(w_packed, ("mult", a_s, y_s),
-                                      lambda: _multipliers(w_packed, a_s, y_s, w_packed.bias))
+            consts_key = (a_s, y_s)
         else:
             mult, bias_term = _multipliers(w_packed, a_s, y_s, _check_bias(bias, n))
     out_shape = a_arr.shape[:-1] + (n,)
     out = check_out(out, out_shape, out_dtype, inputs=(a_arr,))
     # every check passed: from here on nothing raises for bad arguments
-    a_u8, shift, _ = _activation(a_arr, k)
+    if (a_arr.dtype == _U8 and a_arr.ndim == 2 and (a_arr.strides[1] == 1 or k == 0)
+            and k != 1):
+        a_u8, shift = a_arr, 0  # the common case, read in place
+    else:
+        a_u8, shift, _ = _activation(a_arr, k)
     out2 = out.reshape(-1, n) if out.ndim != 2 else out
+    consts = None
+    if consts_key is not None:
+        # the constant arguments (packed B, corrections, multipliers) cached with the weight
+        layout = _gemm_int8.layout_for_isa(_gemm_int8._get_isa())
+        key = ("consts", layout, kind, a_zp + shift) + consts_key
+        consts = w_packed._cache.get(key)
+        if consts is None:
+            if kind != _gemm_int8.OUT_INT32:
+                mult, bias_term = _multipliers(w_packed, a_s, y_s, w_packed.bias)
+            consts = _cached(w_packed, key, lambda: _consts(
+                w_packed, layout, kind, a_zp + shift, mult, bias_term))
     _run(a_u8, w_packed, out2, kind, a_zp + shift, mult, bias_term, y_zp, lo, hi, relu,
-         n_threads)
+         n_threads, consts)
     return out
 
 
@@ -414,9 +445,12 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
 def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     """Dynamically quantized linear layer: float32 ``x (..., K)`` -> float32 ``(..., N)``.
 
-    The range of the whole ``x`` picks ``a_scale, a_zero_point`` (FBGEMM's rule, full 8 bits,
-    no reduce_range), ``x`` is quantized to uint8 (``clamp(zp + rint(x * (1/scale)), 0, 255)``),
+    The range of the whole ``x`` picks ``a_scale, a_zero_point`` (PyTorch's
+    ChooseQuantizationParams = :func:`lowprec.quantization.choose_qparams`, full 8 bits, no
+    reduce_range), ``x`` is quantized to uint8 as ``torch.ops.quantized.linear_dynamic`` does
+    (``clamp(rint(fma(x, 1/scale, zp)), 0, 255)``, = :func:`lowprec.quantization.quantize`),
     the product is exact, and ``y = a_s * w_s[j] * (acc - a_zp * colsum[j] - ...) + bias[j]``.
+    Min/max, parameters, quantization and product run in one fused C call.
 
     Examples
     --------
@@ -444,8 +478,12 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
         buf = w_packed._buffer(layout)
     bzp = _cached(w_packed, ("corr", 0), lambda: _corrections(w_packed, 0))[1]
     wscale = w_packed.scale
-    nt = resolve_n_threads(n_threads, work_items=m * n * max(k, 1),
-                           min_items_per_thread=_MIN_MACS_PER_THREAD)
+    work = m * n * max(k, 1)
+    if work < 2 * _MIN_MACS_PER_THREAD and (n_threads is None or (
+            type(n_threads) is int and n_threads >= 1)):
+        nt = 1  # serial anyway (the keyword is valid): skip the thread-count lookup
+    else:
+        nt = resolve_n_threads(n_threads, work_items=work, min_items_per_thread=_MIN_MACS_PER_THREAD)
     qbuf = np.empty((m, k), dtype=np.uint8)
     out2 = out.reshape(-1, n) if out.ndim != 2 else out
     # min/max, qparams, quantization, corrections and the product in one C call; it raises
@@ -462,6 +500,13 @@ def quantize_activations(x):
     followed by :func:`lowprec.quantization.quantize` (torch's per-tensor rule,
     ``clamp(rint(fma(x, 1/scale, zp)))``); :func:`linear` runs a fused C twin of both that
     gives the same bits (tests/test_gemm_int8.py pins them to each other and to torch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q, scale, zp = quantize_activations(np.array([[-1.0, 0.0, 2.0]], dtype=np.float32))
+    >>> q, float(scale), zp
+    (array([[  0,  85, 255]], dtype=uint8), 0.0117647061124444, 85)
     """
     x = as_array(x, "x")
     if x.dtype.kind != "f":

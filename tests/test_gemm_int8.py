@@ -605,3 +605,35 @@ def test_torch_dynamic_error_report():
     e_ours = np.abs(ours - exact).mean()
     e_theirs = np.abs(theirs - exact).mean()
     assert e_ours < e_theirs * 1.05
+
+
+def test_cached_constants_follow_parameters():
+    # qmatmul caches the constant arguments (corrections, multipliers) with the weight: each
+    # (a_scale, out_scale, zero point, out kind, ISA) must still get its own
+    rng = np.random.default_rng(21)
+    a, w = rand_u8((9, 40), rng), rand_s8((35, 40), rng)
+    w_s = rng.uniform(0.002, 0.02, 35).astype(np.float32)
+    bias = rng.normal(size=35).astype(np.float32)
+    pw = G.pack_weights(w, scale=w_s, bias=bias)
+    saved = _gemm_int8._get_isa()
+    try:
+        for level in range(saved + 1):
+            _gemm_int8._set_isa(level)
+            for a_zp, a_s, y_s in [(0, 0.03, 0.2), (131, 0.03, 0.2), (131, 0.05, 0.2),
+                                   (131, 0.05, 0.3), (0, 0.03, 0.2)]:
+                got = G.qmatmul(a, pw, a_scale=a_s, a_zero_point=a_zp, out_dtype=np.uint8,
+                                out_scale=y_s, out_zero_point=3)
+                want, v = ref_requant(ref_int(a, w, a_zp), a_s, w_s, y_s, 3, bias, False, 0, 255)
+                assert not np.any((got != want) & ~ties(v))
+                np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=a_zp), ref_int(a, w, a_zp))
+    finally:
+        _gemm_int8._set_isa(saved)
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (True, TypeError), (1.5, TypeError)])
+def test_bad_n_threads_small_problems(bad, exc):
+    pw = G.pack_weights(rand_s8((3, 5)))
+    with pytest.raises(exc):
+        G.qmatmul(rand_u8((2, 5)), pw, n_threads=bad)
+    with pytest.raises(exc):
+        G.linear(np.ones((2, 5), np.float32), pw, n_threads=bad)

@@ -2,8 +2,9 @@
 #
 # Arguments are validated in gemm.py; the checks here only keep a direct caller from reading or
 # writing out of bounds.  Parallelism: the output is cut into tiles (lowprec_gemm_u8s8_plan) and
-# OpenMP threads compute whole tiles over the full K (static schedule): every output element is
-# computed by one thread in a fixed order, so results never depend on the thread count.
+# OpenMP threads compute whole tiles over the full K (dynamic schedule, one tile at a time): every
+# output element is computed by one thread in a fixed order, so results never depend on the
+# thread count.  One thread: no parallel region at all.
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
@@ -181,6 +182,104 @@ def gemm_u8s8(const uint8_t[:, :] a, const uint8_t[::1] bp, int layout, int64_t 
         raise MemoryError("int8 GEMM: could not allocate a tile buffer")
 
 
+cdef class GemmConsts:
+    """The per-weight, per-parameter part of a product's arguments, validated once and cached
+    with the packed weight (packed B, column corrections, multipliers, bias terms): a call then
+    only passes A and out (saves ~4 us of argument parsing per call)."""
+    cdef object keep
+    cdef const uint8_t *bp
+    cdef int layout
+    cdef int64_t n, k
+    cdef const int32_t *coloff
+    cdef const int32_t *bzp
+    cdef const double *mult
+    cdef int mult_per_channel
+    cdef const double *bias
+    cdef readonly int out_kind
+    cdef readonly bint needs_rowsum
+
+
+def make_consts(const uint8_t[::1] bp, int layout, int64_t n, int64_t k, int out_kind,
+                const int32_t[::1] coloff, const int32_t[::1] bzp, const double[::1] mult,
+                const double[::1] bias, keep):
+    """A GemmConsts for gemm_run (``keep``: the arrays behind the pointers, kept alive)."""
+    cdef GemmConsts c = GemmConsts.__new__(GemmConsts)
+    layout_info(layout)
+    if bp.shape[0] != lowprec_gemm_packed_size(layout, n, k):
+        raise ValueError("packed B has the wrong size")
+    if out_kind not in (LOWPREC_GEMM_OUT_INT32, LOWPREC_GEMM_OUT_FLOAT32, LOWPREC_GEMM_OUT_UINT8,
+                        LOWPREC_GEMM_OUT_INT8):
+        raise ValueError("unknown out_kind")
+    if coloff is not None and coloff.shape[0] != n:
+        raise ValueError("coloff has the wrong length")
+    if bzp is not None and bzp.shape[0] != n:
+        raise ValueError("bzp has the wrong length")
+    if out_kind != LOWPREC_GEMM_OUT_INT32:
+        if mult is None or (mult.shape[0] != n and mult.shape[0] != 1):
+            raise ValueError("mult has the wrong length")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    c.keep = keep
+    c.bp = &bp[0] if bp.shape[0] > 0 else NULL
+    c.layout = layout
+    c.n = n
+    c.k = k
+    c.out_kind = out_kind
+    c.coloff = &coloff[0] if coloff is not None else NULL
+    c.bzp = &bzp[0] if bzp is not None else NULL
+    c.needs_rowsum = bzp is not None
+    c.mult = &mult[0] if mult is not None else NULL
+    c.mult_per_channel = 1 if (mult is not None and mult.shape[0] == n and n > 1) else 0
+    c.bias = &bias[0] if bias is not None else NULL
+    return c
+
+
+def gemm_run(GemmConsts c, const uint8_t[:, :] a, uint8_t[:, ::1] out, const int32_t[::1] rowsum,
+             int y_zp, int lo, int hi, bint relu, int n_threads, int isa):
+    """out = pipeline(a @ B) with the constants of ``c`` (``out`` viewed as bytes)."""
+    cdef lowprec_gemm_u8s8_args p
+    cdef int64_t m = a.shape[0], esize
+    cdef int err = 0
+    if c.layout != lowprec_gemm_layout_for_isa(isa):
+        raise ValueError("packed layout does not match the ISA")
+    if a.shape[1] != c.k:
+        raise ValueError("a has the wrong number of columns")
+    if c.k > 0 and m > 0 and a.strides[1] != 1:
+        raise ValueError("a needs a unit column stride")
+    esize = 1 if c.out_kind >= LOWPREC_GEMM_OUT_UINT8 else 4
+    if out.shape[0] != m or out.shape[1] != c.n * esize:
+        raise ValueError("out has the wrong shape")
+    if c.needs_rowsum and (rowsum is None or rowsum.shape[0] != m):
+        raise ValueError("rowsum has the wrong length")
+    if m == 0 or c.n == 0:
+        return
+    p.a = &a[0, 0] if c.k > 0 else NULL
+    p.lda = a.strides[0]
+    p.m = m
+    p.n = c.n
+    p.k = c.k
+    p.bp = c.bp
+    p.layout = c.layout
+    p.out = &out[0, 0]
+    p.ldo = c.n
+    p.out_kind = c.out_kind
+    p.coloff = c.coloff
+    p.rowsum = &rowsum[0] if c.needs_rowsum else NULL
+    p.bzp = c.bzp
+    p.mult = c.mult
+    p.mult_per_channel = c.mult_per_channel
+    p.bias = c.bias
+    p.y_zp = y_zp
+    p.lo = lo
+    p.hi = hi
+    p.relu = relu
+    p.isa = isa
+    with nogil:
+        err = _run_tiles(&p, max(1, n_threads))
+    if err:
+        raise MemoryError("int8 GEMM: could not allocate a tile buffer")
+
+
 cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
     """Plan and run every tile of ``p`` on ``nt`` threads (serially, with no parallel region,
     when nt == 1).  Returns the number of tiles that failed to allocate memory."""
@@ -197,7 +296,9 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
         work = <char *>malloc(<size_t>(ws * nt + 64))
         # NULL: each tile allocates its own buffer (and reports failure itself)
     if nt > 1:
-        for t in prange(n_tiles, num_threads=nt, schedule='static'):
+        # dynamic: a thread that the OS runs late (a shared, loaded machine) leaves its tiles to
+        # the others; each tile is still computed by one thread in a fixed order
+        for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
             tid = threadid()
             err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
     else:
@@ -208,7 +309,7 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
 
 
 #: Elements of x below which the dynamic min/max and quantize passes stay serial.
-DEF _PAR_MIN_ELEMS = 1 << 17
+cdef int64_t _PAR_MIN_ELEMS = 1 << 17
 
 
 def linear_f32(const float[:, :] x, const uint8_t[::1] bp, int layout, int64_t n,
@@ -385,7 +486,7 @@ def minmax_f32(const float[:, :] x, int isa=-1):
 
 def quantize_u8(const float[:, :] x, uint8_t[:, ::1] q, float inv_scale, int zp, int n_threads=1,
                 int isa=-1):
-    """q = clamp(zp + rint(x * inv_scale), 0, 255) row by row (FBGEMM's rule)."""
+    """q = clamp(rint(fma(x, inv_scale, zp)), 0, 255) row by row (torch's dynamic rule)."""
     cdef Py_ssize_t m = x.shape[0], k = x.shape[1], i
     if q.shape[0] != m or q.shape[1] != k:
         raise ValueError("q has the wrong shape")

@@ -19,10 +19,14 @@
  *
  * ==== Register blocking (micro-kernels) ====================================================
  *  avx512vnni 8x32: 8 rows x 32 columns = 16 zmm accumulators (2 per row), 2 zmm of B per
- *    k-quad, A as an embedded 32-bit broadcast from memory: 18 of 32 zmm.  vpdpbusd zmm has a
- *    latency of ~4-5 cycles at a throughput of ~1/cycle on Zen 4 (two 256-bit halves), so >= 5
- *    independent accumulators keep it busy; 16 leaves margin.  Per k-quad: 2 B loads + 8
- *    broadcasts for 16 vpdpbusd (1024 multiply-adds): far below the 2-3 loads/cycle limit.
+ *    k-quad, A as a vpbroadcastd from memory (the u8 operand of vpdpbusd must be a register):
+ *    19 of 32 zmm.  vpdpbusd zmm runs at 1/cycle on this Zen 4 (measured: 460-468 GOP/s per
+ *    core with 12 independent chains), latency ~4-5, so >= 5 independent accumulators keep
+ *    it busy; 16 leave margin.  Per k-quad: 2 B loads + 8 broadcasts for 16 vpdpbusd (1024
+ *    multiply-adds): far below the 2-3 loads/cycle limit.  vpdpbusd is issued by inline asm
+ *    (GCC 12 adds two zmm moves per intrinsic call).  At 2048^3 the kernel reaches ~94% of
+ *    the measured peak; at K = 128..512 the per-call overhead (zeroing, 16 stores, the
+ *    pipeline) costs 10-25%.
  *  avx2 6x16: 12 ymm accumulators + 2 B + 1 broadcast = 15 of 16 ymm (the BLIS haswell shape).
  *    Per k-pair: 2 B loads + 6 broadcasts, 12 vpmaddwd + 12 vpaddd.
  *  generic 8x32 and 6x16: the same shapes in plain C (reference twins, same layouts).
@@ -40,10 +44,11 @@
  *
  * ==== Cache blocking (this file) ===========================================================
  *  The output is cut into tiles of mc rows x nc columns; a tile is one unit of parallel work
- *  (the Cython layer runs the tiles under OpenMP, static schedule) and is computed over the
- *  full K with the accumulators held in registers: there is no K blocking and no int32 C
- *  buffer round trip.  Inside a tile: for each B panel (NR columns, K deep), for each MR rows:
- *  one micro-kernel call, then the output pipeline on the MR x NR accumulators.
+ *  (the Cython layer runs the tiles under OpenMP, dynamic schedule, or with no parallel region
+ *  at all on one thread) and is computed over the full K with the accumulators held in
+ *  registers: there is no K blocking and no int32 C buffer round trip.  Inside a tile: for
+ *  each B panel (NR columns, K deep), for each MR rows: one micro-kernel call, then the output
+ *  pipeline on the MR x NR accumulators while they are in L1.
  *  - mc: the tile's A block (mc x K bytes, x2 when widened) is re-read once per panel and must
  *    stay in L2 (512 KiB on Zen 3, 1 MiB on Zen 4): mc = 384 KiB / (K * bytes), rounded down to
  *    a multiple of MR, between MR and 192 (beyond ~192 rows the panel reuse gains nothing).
@@ -51,14 +56,30 @@
  *    from L1 when K <= 1024 and from L2 otherwise; the kernel needs ~10 B/cycle, L2 gives 32.
  *  - nc: 256 columns (8 Q4x32 panels), lowered (in steps of NR) until there are at least
  *    2 tiles per thread, so that small-M products (GEMV) split along N.
- *  K blocking (BLIS's kc) would only pay when a B panel overflows L2 (K > 16384 in Q4x32).
+ *  - P2x16 (AVX2) widens the tile's A rows into a per-thread workspace allocated once per call
+ *    (lowprec_gemm_u8s8_work_size bytes per thread), not per tile.
+ *  K blocking (BLIS's kc) would only pay when a B panel overflows L2 (K > 16384 in Q4x32);
+ *  at 2048^3 the kernel already runs at ~94% of the vpdpbusd peak measured on Zen 4.
  *
  * ==== Output pipeline (formats.md 1), per MR x NR block, straight from the accumulators ====
  *  corr = acc + coloff[j] - rowsum[i]*bzp[j]   (= sum_k (a - a_zp)(b - b_zp), wrapping)
- *  INT32: corr.  FLOAT32: fl32(corr * mult[j] + bias[j]) in double, then ReLU.
+ *  INT32: corr.  FLOAT32: fl32(corr * mult[j] + bias[j]) in double (mul, then add: the build
+ *  uses -std=c11, so no FMA contraction), then ReLU.
  *  UINT8/INT8: clamp(rint((corr + bias[j]) * mult[j]) + y_zp, lo, hi), all in double (rint =
  *  round half to even), mult[j] = a_s*b_s[j]/y_s and bias[j] = bias/(a_s*b_s[j]) precomputed
  *  in double by the caller, the same operations in the same order as the float64 reference.
+ *  AVX512-VNNI runs full 32-column blocks through explicit zmm code (gemm_int8_avx512.c:
+ *  vcvtdq2pd, add, mul, clamp to [lo - zp, hi - zp], vcvtpd2dq with embedded round-to-nearest
+ *  -even, + zp, vpmovdb): ~0.25 ns per output; the other paths use the auto-vectorised body
+ *  in gemm_int8.h.  All give the same bits.
+ *
+ * ==== Dynamic quantization (linear) =========================================================
+ *  One pass for min/max of x (AVX2, NaN/inf detected by summing x * 0), PyTorch's
+ *  ChooseQuantizationParams in C (lowprec_choose_qparams_u8, the twin of
+ *  lowprec.quantization.choose_qparams), one pass q = clamp(rint(fma(x, 1/s, zp)), 0, 255)
+ *  (torch's dynamic / per-tensor rule, measured), then the GEMM.  Both passes are parallel
+ *  over row blocks only for >= 2^17 elements, and on the GEMM's thread count, so no call ever
+ *  alternates OpenMP team sizes (on a loaded 2-core machine that alternation cost ~1 ms).
  */
 #include "gemm_int8.h"
 

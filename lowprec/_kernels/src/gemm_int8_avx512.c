@@ -30,13 +30,24 @@ static inline __attribute__((always_inline)) int32_t load_tail(const uint8_t *p,
     return v;
 }
 
+/* m <= 2 rows (GEMV and M tails): the k-loop is unrolled by two into separate accumulator sets
+ * to hide the vpdpbusd latency (4 chains per row). */
+/* vpdpbusd acc += a (u8) . b (s8), through inline asm: GCC 12 compiles the intrinsic
+ * _mm512_dpbusd_epi32 into vpdpbusd into a fresh register plus a move back (2 zmm moves per
+ * vpdpbusd in this kernel, and spills), which cost ~10-20%. */
 LOWPREC_TARGET_AVX512VNNI
-static inline __attribute__((always_inline)) void kernel_m(const int MR, int64_t k,
-                                                           const uint8_t *a, ptrdiff_t lda,
-                                                           const int8_t *b, int32_t *c) {
-    __m512i acc0[8], acc1[8], acc2[8], acc3[8];
-    const uint8_t *ap[8];
-#pragma GCC unroll 8
+static inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+}
+
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) void kernel_small(const int MR, int64_t k,
+                                                               const uint8_t *a, ptrdiff_t lda,
+                                                               const int8_t *b, int32_t *c) {
+    __m512i acc0[2], acc1[2], acc2[2], acc3[2];
+    const uint8_t *ap[2];
+#pragma GCC unroll 2
     for (int r = 0; r < MR; r++) {
         acc0[r] = _mm512_setzero_si512();
         acc1[r] = _mm512_setzero_si512();
@@ -46,68 +57,105 @@ static inline __attribute__((always_inline)) void kernel_m(const int MR, int64_t
     }
     const int64_t kq = k >> 2;
     int64_t q = 0;
-    if (MR <= 2) {
-        for (; q + 2 <= kq; q += 2) {
-            const __m512i b0 = _mm512_loadu_si512((const void *)b);
-            const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
-            const __m512i b2 = _mm512_loadu_si512((const void *)(b + 128));
-            const __m512i b3 = _mm512_loadu_si512((const void *)(b + 192));
-            b += 256;
-#pragma GCC unroll 8
-            for (int r = 0; r < MR; r++) {
-                const __m512i av = _mm512_set1_epi32(load_quad(ap[r] + 4 * q));
-                const __m512i aw = _mm512_set1_epi32(load_quad(ap[r] + 4 * q + 4));
-                acc0[r] = _mm512_dpbusd_epi32(acc0[r], av, b0);
-                acc1[r] = _mm512_dpbusd_epi32(acc1[r], av, b1);
-                acc2[r] = _mm512_dpbusd_epi32(acc2[r], aw, b2);
-                acc3[r] = _mm512_dpbusd_epi32(acc3[r], aw, b3);
-            }
+    for (; q + 2 <= kq; q += 2) {
+        const __m512i b0 = _mm512_loadu_si512((const void *)b);
+        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
+        const __m512i b2 = _mm512_loadu_si512((const void *)(b + 128));
+        const __m512i b3 = _mm512_loadu_si512((const void *)(b + 192));
+        b += 256;
+#pragma GCC unroll 2
+        for (int r = 0; r < MR; r++) {
+            const __m512i av = _mm512_set1_epi32(load_quad(ap[r] + 4 * q));
+            const __m512i aw = _mm512_set1_epi32(load_quad(ap[r] + 4 * q + 4));
+            acc0[r] = dpbusd(acc0[r], av, b0);
+            acc1[r] = dpbusd(acc1[r], av, b1);
+            acc2[r] = dpbusd(acc2[r], aw, b2);
+            acc3[r] = dpbusd(acc3[r], aw, b3);
         }
     }
     for (; q < kq; q++) {
         const __m512i b0 = _mm512_loadu_si512((const void *)b);
         const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
         b += 128;
-#pragma GCC unroll 8
+#pragma GCC unroll 2
         for (int r = 0; r < MR; r++) {
             const __m512i av = _mm512_set1_epi32(load_quad(ap[r] + 4 * q));
-            acc0[r] = _mm512_dpbusd_epi32(acc0[r], av, b0);
-            acc1[r] = _mm512_dpbusd_epi32(acc1[r], av, b1);
+            acc0[r] = dpbusd(acc0[r], av, b0);
+            acc1[r] = dpbusd(acc1[r], av, b1);
         }
     }
     if (k & 3) {
         const __m512i b0 = _mm512_loadu_si512((const void *)b);
         const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
-#pragma GCC unroll 8
+#pragma GCC unroll 2
         for (int r = 0; r < MR; r++) {
             const __m512i av = _mm512_set1_epi32(load_tail(ap[r] + 4 * kq, k & 3));
-            acc0[r] = _mm512_dpbusd_epi32(acc0[r], av, b0);
-            acc1[r] = _mm512_dpbusd_epi32(acc1[r], av, b1);
+            acc0[r] = dpbusd(acc0[r], av, b0);
+            acc1[r] = dpbusd(acc1[r], av, b1);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 2
     for (int r = 0; r < MR; r++) {
-        if (MR <= 2) {
-            acc0[r] = _mm512_add_epi32(acc0[r], acc2[r]);
-            acc1[r] = _mm512_add_epi32(acc1[r], acc3[r]);
-        }
-        _mm512_storeu_si512((void *)(c + r * NR), acc0[r]);
-        _mm512_storeu_si512((void *)(c + r * NR + 16), acc1[r]);
+        _mm512_storeu_si512((void *)(c + r * NR), _mm512_add_epi32(acc0[r], acc2[r]));
+        _mm512_storeu_si512((void *)(c + r * NR + 16), _mm512_add_epi32(acc1[r], acc3[r]));
     }
+}
+
+/* 3..8 rows: 2 named accumulators per row. */
+#define LP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) void kernel_big(const int MR, int64_t k,
+                                                             const uint8_t *a, ptrdiff_t lda,
+                                                             const int8_t *b, int32_t *c) {
+#define LP_DECL(r)                                                                                \
+    __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();                  \
+    const uint8_t *a##r = a + (MR > r ? r : 0) * lda;
+    LP_ROWS(LP_DECL)
+#undef LP_DECL
+    const int64_t kq = k >> 2;
+#define LP_STEP(r)                                                                                \
+    if (MR > r) {                                                                                 \
+        const __m512i av = _mm512_set1_epi32(AQ(a##r));                                           \
+        c##r##0 = dpbusd(c##r##0, av, b0);                                           \
+        c##r##1 = dpbusd(c##r##1, av, b1);                                           \
+    }
+    for (int64_t q = 0; q < kq; q++) {
+        const __m512i b0 = _mm512_loadu_si512((const void *)b);
+        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
+        b += 128;
+#define AQ(p) load_quad((p) + 4 * q)
+        LP_ROWS(LP_STEP)
+#undef AQ
+    }
+    if (k & 3) {
+        const __m512i b0 = _mm512_loadu_si512((const void *)b);
+        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
+#define AQ(p) load_tail((p) + 4 * kq, k & 3)
+        LP_ROWS(LP_STEP)
+#undef AQ
+    }
+#undef LP_STEP
+#define LP_STORE(r)                                                                               \
+    if (MR > r) {                                                                                 \
+        _mm512_storeu_si512((void *)(c + r * NR), c##r##0);                                       \
+        _mm512_storeu_si512((void *)(c + r * NR + 16), c##r##1);                                  \
+    }
+    LP_ROWS(LP_STORE)
+#undef LP_STORE
 }
 
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                           const int8_t *b, int32_t *c, int m) {
     switch (m) {
-    case 1: kernel_m(1, k, a, lda, b, c); break;
-    case 2: kernel_m(2, k, a, lda, b, c); break;
-    case 3: kernel_m(3, k, a, lda, b, c); break;
-    case 4: kernel_m(4, k, a, lda, b, c); break;
-    case 5: kernel_m(5, k, a, lda, b, c); break;
-    case 6: kernel_m(6, k, a, lda, b, c); break;
-    case 7: kernel_m(7, k, a, lda, b, c); break;
-    default: kernel_m(8, k, a, lda, b, c); break;
+    case 1: kernel_small(1, k, a, lda, b, c); break;
+    case 2: kernel_small(2, k, a, lda, b, c); break;
+    case 3: kernel_big(3, k, a, lda, b, c); break;
+    case 4: kernel_big(4, k, a, lda, b, c); break;
+    case 5: kernel_big(5, k, a, lda, b, c); break;
+    case 6: kernel_big(6, k, a, lda, b, c); break;
+    case 7: kernel_big(7, k, a, lda, b, c); break;
+    default: kernel_big(8, k, a, lda, b, c); break;
     }
 }
 
