@@ -12,12 +12,16 @@ from ._threads import get_num_threads, set_num_threads
 from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
 from .embedding import embedding_bag, embedding_bags
 from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
+from .gemm_bf16 import PackedBF16Weights, linear_bf16, matmul_bf16, pack_weights_bf16
+from .gemm_int4 import PackedInt4Weights, linear_int4, pack_weights_int4
 from .packing import pack_bits, unpack_bits
 from .quantization import choose_qparams, dequantize, quantize
 from .rowwise import RowwiseQuantizedTable, fused_row_bytes, quantize_rowwise
 
 __all__ = [
     "__version__",
+    "PackedBF16Weights",
+    "PackedInt4Weights",
     "PackedWeights",
     "RowwiseQuantizedTable",
     "bfloat16",
@@ -30,9 +34,14 @@ __all__ = [
     "fused_row_bytes",
     "get_num_threads",
     "linear",
+    "linear_bf16",
+    "linear_int4",
+    "matmul_bf16",
     "matmul_int8",
     "pack_bits",
     "pack_weights",
+    "pack_weights_bf16",
+    "pack_weights_int4",
     "qmatmul",
     "quantize",
     "quantize_activations",

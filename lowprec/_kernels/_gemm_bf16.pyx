@@ -1,0 +1,128 @@
+# bfloat16-weight products (float32 accumulation): the thin Cython layer between
+# lowprec/gemm_bf16.py and src/gemm_bf16*.c (driver: src/gemm_f32acc.h).
+#
+# Arguments are validated in gemm_bf16.py; the checks here only keep a direct caller from
+# reading or writing out of bounds.  Parallelism: the output is cut into tiles (plan) and OpenMP
+# threads compute whole tiles over the full K (dynamic schedule, one tile at a time).  The tile
+# shape in M and the kernel used for a row depend on M and K only, so every output element is
+# computed by the same code in the same order whatever the thread count.
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint16_t, uint32_t
+
+from . import _runtime
+
+cdef extern from "gemm_bf16.h":
+    ctypedef struct lp_f32acc_args:
+        const float *a
+        int64_t lda
+        int64_t m, n, k
+        const void *bp
+        const float *scales
+        const float *zeros
+        int64_t group
+        const float *asum
+        const float *bias
+        float *out
+        int64_t ldo
+        int isa
+        int64_t mc, nc, tiles_m, tiles_n
+    int64_t lowprec_bf16_packed_words(int64_t n, int64_t k) noexcept nogil
+    void lowprec_bf16_pack(const uint16_t *w, int64_t s_n, int64_t s_k, int64_t n, int64_t k,
+                           uint32_t *dst) noexcept nogil
+    void lowprec_bf16_unpack(const uint32_t *src, int64_t n, int64_t k, uint16_t *w) noexcept nogil
+    void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads) noexcept nogil
+    int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t) noexcept nogil
+
+#: Kernels per ISA level (AVX-512 machines run the AVX2 kernels: on Zen 4 a zmm FMA has the
+#: throughput of two ymm FMAs, so the 6x16 ymm kernel reaches the same FMA peak).
+KERNELS = {
+    0: "lowprec_sgemm_generic_6x16 + bf16 panel decode / generic GEMV",
+    1: "lowprec_sgemm_avx2_6x16 + bf16 shift/mask decode, avx2 GEMV m<=4",
+}
+NR = 16
+MR = 6
+
+cdef int _isa = 0
+
+
+def _set_isa(int level):
+    """Select the kernel path: 0 generic, >= 1 AVX2 (clamped to what is built)."""
+    global _isa
+    cdef int best = 1 if _runtime.built_with_avx2() else 0
+    _isa = max(0, min(level, best))
+
+
+def _get_isa():
+    return _isa
+
+
+def packed_words(int64_t n, int64_t k):
+    return lowprec_bf16_packed_words(n, k)
+
+
+def pack(const uint16_t[:, :] w, uint32_t[::1] dst):
+    """Pack the bf16 bits ``w`` (n x k, any strides) into ``dst`` (packed_words uint32)."""
+    cdef int64_t n = w.shape[0], k = w.shape[1]
+    if dst.shape[0] != lowprec_bf16_packed_words(n, k):
+        raise ValueError("dst has the wrong size")
+    if dst.shape[0] == 0:
+        return
+    with nogil:
+        lowprec_bf16_pack(&w[0, 0], w.strides[0] // 2, w.strides[1] // 2, n, k, &dst[0])
+
+
+def unpack(const uint32_t[::1] src, int64_t n, int64_t k, uint16_t[:, ::1] w):
+    if src.shape[0] != lowprec_bf16_packed_words(n, k) or w.shape[0] != n or w.shape[1] != k:
+        raise ValueError("wrong sizes")
+    if n == 0 or k == 0:
+        return
+    with nogil:
+        lowprec_bf16_unpack(&src[0], n, k, &w[0, 0])
+
+
+def gemm(const float[:, :] a, const uint32_t[::1] bp, int64_t n, float[:, ::1] out,
+         const float[::1] bias, int n_threads=1, int isa=-1):
+    """out = a @ w.T (+ bias) for the packed bf16 weight ``bp`` (n x k), float32 accumulation."""
+    cdef lp_f32acc_args p
+    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int err = 0, nt = max(1, n_threads)
+    if isa < 0:
+        isa = _isa
+    if bp.shape[0] != lowprec_bf16_packed_words(n, k):
+        raise ValueError("packed weight has the wrong size")
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("out has the wrong shape")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m > 0 and k > 1 and a.strides[1] != 4:
+        raise ValueError("a needs a unit column stride")
+    if m == 0 or n == 0:
+        return
+    p.a = &a[0, 0] if k > 0 else NULL
+    p.lda = a.strides[0] // 4
+    p.m = m
+    p.n = n
+    p.k = k
+    p.bp = &bp[0] if bp.shape[0] > 0 else NULL
+    p.scales = NULL
+    p.zeros = NULL
+    p.group = 1
+    p.asum = NULL
+    p.bias = &bias[0] if bias is not None else NULL
+    p.out = &out[0, 0]
+    p.ldo = out.strides[0] // 4
+    p.isa = isa
+    with nogil:
+        lowprec_bf16_plan(&p, nt)
+        n_tiles = p.tiles_m * p.tiles_n
+        if nt > n_tiles:
+            nt = <int>n_tiles
+        if nt > 1:
+            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+                err += lowprec_bf16_tile(&p, t)
+        else:
+            for t in range(n_tiles):
+                err += lowprec_bf16_tile(&p, t)
+    if err:
+        raise MemoryError("bf16 GEMM: could not allocate a panel buffer")

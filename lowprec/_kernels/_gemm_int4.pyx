@@ -1,0 +1,150 @@
+# int4-weight products (group-wise quantized weights, float32 activations and accumulation):
+# the thin Cython layer between lowprec/gemm_int4.py and src/gemm_int4*.c (driver:
+# src/gemm_f32acc.h).  Same threading rules as _gemm_bf16.pyx: tiles over the output, each
+# computed by one thread over the full K; the kernel for a row depends on M and K only.
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc
+
+from . import _runtime
+
+cdef extern from "gemm_int4.h":
+    ctypedef struct lp_f32acc_args:
+        const float *a
+        int64_t lda
+        int64_t m, n, k
+        const void *bp
+        const float *scales
+        const float *zeros
+        int64_t group
+        const float *asum
+        const float *bias
+        float *out
+        int64_t ldo
+        int isa
+        int64_t mc, nc, tiles_m, tiles_n
+    void lowprec_int4_pack(const uint8_t *qv, const float *scale, const uint8_t *zp, int64_t n,
+                           int64_t k, int64_t group, uint32_t *words, float *scales,
+                           float *zeros) noexcept nogil
+    void lowprec_int4_unpack(const uint32_t *words, int64_t n, int64_t k, uint8_t *qv) noexcept nogil
+    void lowprec_int4_plan(lp_f32acc_args *p, int n_threads) noexcept nogil
+    int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t) noexcept nogil
+    void lowprec_int4_group_sums(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                                 float *asum) noexcept nogil
+
+KERNELS = {
+    0: "lowprec_sgemm_generic_6x16 + int4 panel dequant / generic GEMV",
+    1: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx2 GEMV m<=4",
+}
+NR = 16
+
+cdef int _isa = 0
+
+
+def _set_isa(int level):
+    """Select the kernel path: 0 generic, >= 1 AVX2 (clamped to what is built)."""
+    global _isa
+    cdef int best = 1 if _runtime.built_with_avx2() else 0
+    _isa = max(0, min(level, best))
+
+
+def _get_isa():
+    return _isa
+
+
+def sizes(int64_t n, int64_t k, int64_t group):
+    """(uint32 words, floats per scale / zero array) of the kernel layout."""
+    cdef int64_t np_ = (n + 15) // 16
+    return np_ * (k // 8) * 16, np_ * (k // group) * 16
+
+
+def pack(const uint8_t[:, ::1] qv, const float[:, ::1] scale, const uint8_t[:, ::1] zp,
+         int64_t group, uint32_t[::1] words, float[::1] scales, float[::1] zeros):
+    """Kernel layout from values ``qv`` (n x k, 0..15), ``scale`` / ``zp`` (n x k/group)."""
+    cdef int64_t n = qv.shape[0], k = qv.shape[1]
+    nw, ns = sizes(n, k, group)
+    if k % group or group % 8 or scale.shape[0] != n or scale.shape[1] != k // group:
+        raise ValueError("wrong sizes")
+    if words.shape[0] != nw or scales.shape[0] != ns:
+        raise ValueError("wrong output sizes")
+    if (zeros is not None and zeros.shape[0] != ns) or (zp is not None and zeros is None):
+        raise ValueError("wrong zero-point sizes")
+    if zp is not None and (zp.shape[0] != n or zp.shape[1] != k // group):
+        raise ValueError("wrong zero-point sizes")
+    if nw == 0 or ns == 0:
+        return
+    with nogil:
+        lowprec_int4_pack(&qv[0, 0], &scale[0, 0], &zp[0, 0] if zp is not None else NULL,
+                          n, k, group, &words[0], &scales[0],
+                          &zeros[0] if zeros is not None else NULL)
+
+
+def unpack(const uint32_t[::1] words, int64_t n, int64_t k, uint8_t[:, ::1] qv):
+    if words.shape[0] != (n + 15) // 16 * (k // 8) * 16 or qv.shape[0] != n or qv.shape[1] != k:
+        raise ValueError("wrong sizes")
+    if n == 0 or k == 0:
+        return
+    with nogil:
+        lowprec_int4_unpack(&words[0], n, k, &qv[0, 0])
+
+
+def gemm(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales,
+         const float[::1] zeros, int64_t group, int64_t n, float[:, ::1] out,
+         const float[::1] bias, int n_threads=1, int isa=-1):
+    """out = a @ dequantize(w).T (+ bias), float32 accumulation."""
+    cdef lp_f32acc_args p
+    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int err = 0, nt = max(1, n_threads)
+    cdef float *asum = NULL
+    if isa < 0:
+        isa = _isa
+    if group <= 0 or group % 8 or k % group:
+        raise ValueError("group must be a multiple of 8 that divides K")
+    nw, ns = sizes(n, k, group)
+    if words.shape[0] != nw or scales.shape[0] != ns or (zeros is not None and zeros.shape[0] != ns):
+        raise ValueError("packed weight has the wrong size")
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("out has the wrong shape")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m > 0 and k > 1 and a.strides[1] != 4:
+        raise ValueError("a needs a unit column stride")
+    if m == 0 or n == 0:
+        return
+    p.a = &a[0, 0] if k > 0 else NULL
+    p.lda = a.strides[0] // 4
+    p.m = m
+    p.n = n
+    p.k = k
+    p.bp = &words[0] if nw > 0 else NULL
+    p.scales = &scales[0] if ns > 0 else NULL
+    p.zeros = &zeros[0] if (zeros is not None and ns > 0) else NULL
+    p.group = group
+    p.asum = NULL
+    p.bias = &bias[0] if bias is not None else NULL
+    p.out = &out[0, 0]
+    p.ldo = out.strides[0] // 4
+    p.isa = isa
+    with nogil:
+        if p.zeros != NULL and m <= 4 and k > 0:
+            asum = <float *>malloc(<size_t>(m * (k // group) * 4 + 4))
+            if asum == NULL:
+                err = 1
+            else:
+                lowprec_int4_group_sums(p.a, p.lda, m, k, group, asum)
+                p.asum = asum
+        if not err:
+            lowprec_int4_plan(&p, nt)
+            n_tiles = p.tiles_m * p.tiles_n
+            if nt > n_tiles:
+                nt = <int>n_tiles
+            if nt > 1:
+                for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+                    err += lowprec_int4_tile(&p, t)
+            else:
+                for t in range(n_tiles):
+                    err += lowprec_int4_tile(&p, t)
+        free(asum)
+    if err:
+        raise MemoryError("int4 GEMM: could not allocate a buffer")

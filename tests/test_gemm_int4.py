@@ -1,0 +1,206 @@
+"""int4 weight-only products: quantization, exact packing and format round trips (Q4_0,
+MatMulNBits), accuracy against float64, agnosticism, bad input."""
+
+import pickle
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lowprec.gemm_int4 import PackedInt4Weights, linear_int4, pack_weights_int4
+
+from hard_cases import layouts
+
+EPS32 = 2.0 ** -24
+
+
+def rand(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def bound(a, pw):
+    """float32 accumulation bound: (K + 4) u * sum_k |a| (|q - 8| + |z - 8|) s  (the GEMV path
+    sums a*(q-8) per group and subtracts (z-8)*sum(a); the GEMM path's (q-z)*s is smaller)."""
+    k, g = pw.in_features, pw.group_size
+    q = pw.unpack().astype(np.float64)
+    z = np.repeat(pw.zero_point_matrix().astype(np.float64), g, axis=1)
+    s = np.repeat(np.abs(pw.scales.astype(np.float64)), g, axis=1)
+    mag = (np.abs(q - 8) + np.abs(z - 8)) * s
+    return (k + 4) * EPS32 * 1.01 * (np.abs(a.astype(np.float64)) @ mag.T) + 1e-30
+
+
+def reference(a, pw, bias=None):
+    r = a.astype(np.float64) @ pw.dequantize().astype(np.float64).T
+    return r if bias is None else r + bias
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 13, 37])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33])
+@pytest.mark.parametrize("g,k,sym", [(32, 32, True), (64, 192, False), (128, 256, True), (32, 160, False)])
+def test_linear_accuracy(isa, m, n, g, k, sym):
+    w = rand((n, k), n + k)
+    pw = pack_weights_int4(w, group_size=g, symmetric=sym)
+    a = rand((m, k), m)
+    y = pw.linear(a)
+    assert y.shape == (m, n) and y.dtype == np.float32
+    assert np.all(np.abs(y - reference(a, pw)) <= bound(a, pw))
+
+
+def test_quantization_rules():
+    w = rand((5, 128), 0)
+    for sym in (True, False):
+        pw = pack_weights_int4(w, group_size=32, symmetric=sym)
+        err = np.abs(pw.dequantize() - w)
+        s = np.repeat(np.abs(pw.scales), 32, axis=1)
+        # asymmetric: half a step; symmetric (Q4_0): -m/s = +8 clips to 7, a full step
+        assert np.all(err <= s * (1.0 if sym else 0.5) * (1 + 1e-5) + 1e-7)
+        q = pw.unpack()
+        assert q.max() <= 15
+    pw = pack_weights_int4(w, group_size=32, symmetric=True)
+    # the largest-magnitude value of each group maps to q = 0 exactly (Q4_0's rule)
+    g = w.reshape(5, 4, 32)
+    idx = np.abs(g).argmax(axis=2)
+    assert np.all(np.take_along_axis(pw.unpack().reshape(5, 4, 32), idx[..., None], 2) == 0)
+    z = pack_weights_int4(np.zeros((2, 32), np.float32), group_size=32)
+    assert np.all(z.dequantize() == 0)
+
+
+def test_storage_layout_low_nibble_first():
+    w = rand((3, 64), 1)
+    pw = pack_weights_int4(w, group_size=32)
+    q = pw.unpack()
+    assert np.array_equal(pw.qweight & 15, q[:, 0::2])
+    assert np.array_equal(pw.qweight >> 4, q[:, 1::2])
+
+
+def test_q4_0_hand_built_block():
+    # one block: d = 0.5 (fp16 0x3800), element j = j % 16 in the low nibble of byte j,
+    # element j + 16 = 15 - j in the high nibble
+    qs = bytes(((15 - j) << 4) | j for j in range(16))
+    block = np.float16(0.5).tobytes() + qs
+    pw = PackedInt4Weights.from_q4_0(block, (1, 32))
+    expect = np.array([(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)],
+                      dtype=np.float32)
+    assert np.array_equal(pw.dequantize()[0], expect)
+    assert pw.to_q4_0() == block
+
+
+def test_q4_0_roundtrip_real_values():
+    w = rand((24, 256), 3)
+    pw = pack_weights_int4(w, group_size=32, symmetric=True)
+    data = pw.to_q4_0()
+    assert len(data) == 24 * 8 * 18
+    p2 = PackedInt4Weights.from_q4_0(data, (24, 256))
+    assert np.array_equal(p2.unpack(), pw.unpack())
+    assert np.array_equal(p2.scales, pw.scales.astype(np.float16).astype(np.float32))
+    assert p2.to_q4_0() == data
+    # still a good quantization of the real values after the fp16 scale rounding
+    assert np.abs(p2.dequantize() - w).max() <= np.abs(p2.scales).max() * 1.01
+    with pytest.raises(ValueError):
+        pack_weights_int4(w, group_size=64, symmetric=True).to_q4_0()
+
+
+def test_matmulnbits_roundtrip():
+    w = rand((10, 192), 4)
+    for sym in (True, False):
+        for g in (32, 64):
+            pw = pack_weights_int4(w, group_size=g, symmetric=sym)
+            B, sc, zp = pw.to_matmulnbits()
+            assert B.shape == (10, 192 // g, g // 2) and sc.shape == (10, 192 // g)
+            assert (zp is None) == sym
+            p2 = PackedInt4Weights.from_matmulnbits(B, sc, zp, K=192)
+            assert np.array_equal(p2.dequantize(), pw.dequantize())
+            assert np.array_equal(p2.unpack(), pw.unpack())
+    # ONNX semantics by hand: first value in the low nibble, default zero point 8
+    B = np.array([[[0x21] * 8]], dtype=np.uint8)  # values 1, 2, 1, 2, ...
+    p = PackedInt4Weights.from_matmulnbits(B, np.array([[2.0]], np.float32), K=16)
+    assert np.array_equal(p.dequantize()[0, :2], [-14.0, -12.0])
+
+
+def test_serialization(tmp_path):
+    w = rand((17, 128), 5)
+    pw = pack_weights_int4(w, group_size=64, bias=np.arange(17, dtype=np.float32))
+    for p2 in (pickle.loads(pickle.dumps(pw)), PackedInt4Weights.from_bytes(pw.to_bytes())):
+        assert np.array_equal(p2.unpack(), pw.unpack())
+        assert np.array_equal(p2.dequantize(), pw.dequantize())
+        assert np.array_equal(p2.bias, pw.bias)
+    pw.save(tmp_path / "w4.bin")
+    assert PackedInt4Weights.load(tmp_path / "w4.bin").to_bytes() == pw.to_bytes()
+    assert "\n" not in repr(pw) and "group_size=64" in repr(pw)
+    with pytest.raises(ValueError):
+        PackedInt4Weights.from_bytes(pw.to_bytes()[:-2])
+
+
+def test_bias_and_agnosticism():
+    from lowprec import _dispatch
+
+    w = rand((50, 256), 6)
+    bias = rand((50,), 7)
+    pw = pack_weights_int4(w, group_size=128, bias=bias)
+    for m in (1, 4, 40, 300):
+        a = rand((m, 256), 8)
+        for isa in _dispatch.available_isas():
+            with _dispatch.use_isa(isa):
+                y1 = pw.linear(a, n_threads=1)
+                assert np.array_equal(y1, pw.linear(a, n_threads=2))
+                ref = reference(a, pw, bias)
+                assert np.all(np.abs(y1 - ref) <= bound(a, pw) + np.abs(bias) * 2 * EPS32)
+
+
+def test_layouts_bf16_activations(isa):
+    pw = pack_weights_int4(rand((9, 64), 9), group_size=32)
+    a = rand((7, 64), 10)
+    ref = pw.linear(a)
+    for name, v in layouts(a).items():
+        assert np.allclose(pw.linear(v), ref, rtol=0, atol=1e-5), name
+    ab = a.astype(ml_dtypes.bfloat16)
+    assert np.allclose(pw.linear(ab), pw.linear(ab.astype(np.float32)), atol=0)
+    assert pw.linear(rand((2, 3, 64), 1)).shape == (2, 3, 9)
+
+
+def test_bad_input():
+    w = rand((4, 64), 0)
+    with pytest.raises(ValueError):
+        pack_weights_int4(w, group_size=128)  # does not divide K
+    with pytest.raises(ValueError):
+        pack_weights_int4(w, group_size=12)
+    with pytest.raises(TypeError):
+        pack_weights_int4(w.astype(np.int32))
+    w2 = w.copy()
+    w2[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        pack_weights_int4(w2, group_size=32)
+    pw = pack_weights_int4(w, group_size=32)
+    with pytest.raises(ValueError):
+        pw.linear(rand((2, 63), 0))
+    with pytest.raises(TypeError):
+        pw.linear(rand((2, 64), 0).astype(np.float64))
+    with pytest.raises(TypeError):
+        linear_int4(rand((2, 64), 0), object())
+    x = rand((2, 64), 0)
+    out = np.full((2, 4), 3.0, np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError):
+        pw.linear(x, out=out)
+    assert np.all(out == 3.0)
+    with pytest.raises(TypeError):
+        pw.linear(x, out=np.empty((2, 4), np.float64))
+    with pytest.raises(ValueError):
+        pw.linear(x, out=np.empty((2, 5), np.float32))
+    with pytest.raises(ValueError):
+        pw.linear(x, bias=np.ones(3))
+    big = np.zeros((2, 64), np.float32)
+    with pytest.raises(ValueError):
+        pw.linear(big, out=big[:, :4].reshape(2, 4) if False else big.reshape(-1)[:8].reshape(2, 4))
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 8), n=st.integers(1, 35), ng=st.integers(1, 3),
+       g=st.sampled_from([32, 64]), sym=st.booleans(), seed=st.integers(0, 99))
+def test_hypothesis(m, n, ng, g, sym, seed):
+    k = ng * g
+    pw = pack_weights_int4(rand((n, k), seed), group_size=g, symmetric=sym)
+    a = rand((m, k), seed + 1)
+    assert np.all(np.abs(pw.linear(a) - reference(a, pw)) <= bound(a, pw))
