@@ -5,7 +5,7 @@ from ._openmp_helpers cimport LOWPREC_OPENMP_ENABLED, lowprec_omp_max_threads
 cdef extern from "runtime.h":
     unsigned int LOWPREC_CPU_SSE42, LOWPREC_CPU_AVX, LOWPREC_CPU_AVX2, LOWPREC_CPU_FMA
     unsigned int LOWPREC_CPU_F16C, LOWPREC_CPU_AVX512F, LOWPREC_CPU_AVX512BW, LOWPREC_CPU_AVX512VNNI
-    unsigned int LOWPREC_CPU_AVX512VL, LOWPREC_CPU_AVX512DQ
+    unsigned int LOWPREC_CPU_AVX512VL, LOWPREC_CPU_AVX512DQ, LOWPREC_CPU_AVX512BF16
     unsigned int lowprec_cpu_features() noexcept nogil
     int lowprec_built_with_avx2() noexcept nogil
     const char *lowprec_compiler_version() noexcept nogil
@@ -25,6 +25,7 @@ def cpu_features():
         "avx512vl": bool(f & LOWPREC_CPU_AVX512VL),
         "avx512dq": bool(f & LOWPREC_CPU_AVX512DQ),
         "avx512vnni": bool(f & LOWPREC_CPU_AVX512VNNI),
+        "avx512bf16": bool(f & LOWPREC_CPU_AVX512BF16),
     }
 
 

@@ -20,6 +20,9 @@ unsigned int lowprec_cpu_features(void) {
     if (__builtin_cpu_supports("avx512vnni")) f |= LOWPREC_CPU_AVX512VNNI;
     if (__builtin_cpu_supports("avx512vl")) f |= LOWPREC_CPU_AVX512VL;
     if (__builtin_cpu_supports("avx512dq")) f |= LOWPREC_CPU_AVX512DQ;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11)
+    if (__builtin_cpu_supports("avx512bf16")) f |= LOWPREC_CPU_AVX512BF16;
+#endif
 #endif
     return f;
 }

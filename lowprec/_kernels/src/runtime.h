@@ -15,6 +15,7 @@
 #define LOWPREC_CPU_AVX512VNNI (1u << 7)
 #define LOWPREC_CPU_AVX512VL (1u << 8)
 #define LOWPREC_CPU_AVX512DQ (1u << 9)
+#define LOWPREC_CPU_AVX512BF16 (1u << 10)
 
 unsigned int lowprec_cpu_features(void);
 /* 1 when this build contains AVX2 kernels (x86 with gcc/clang). */
