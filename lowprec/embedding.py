@@ -134,6 +134,36 @@ def _check_index_array(x, name, ndims=(1,)):
     return np.ascontiguousarray(_native(x))
 
 
+def _offsets_error(o, n, include_last_offset):
+    """Raise the ValueError that names the first problem of ``offsets`` (the slow path)."""
+    if include_last_offset:
+        if o.size == 0:
+            raise ValueError("offsets must hold at least one entry with "
+                             "include_last_offset=True")
+        offs = o.astype(np.int64)
+    else:
+        offs = np.empty(o.size + 1, dtype=np.int64)
+        offs[:-1] = o
+        offs[-1] = n
+    if offs.size > 1 or include_last_offset:
+        if offs[0] != 0:
+            raise ValueError(f"offsets must start at 0, got offsets[0] = {int(offs[0])}")
+        user = offs if include_last_offset else offs[:-1]
+        if user.size and user.max() > n:
+            pos = int(np.argmax(user > n))
+            raise ValueError(
+                f"offsets[{pos}] = {int(user[pos])} exceeds the number of indices ({n})"
+            )
+        d = np.diff(offs)
+        if d.size and d.min() < 0:
+            pos = int(np.argmax(d < 0))
+            raise ValueError(
+                f"offsets must not decrease: offsets[{pos + 1}] = {int(offs[pos + 1])} < "
+                f"offsets[{pos}] = {int(offs[pos])}"
+            )
+    raise AssertionError("offsets_int64 flagged valid offsets")  # pragma: no cover
+
+
 def _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include_last_offset,
              padding_idx, mapping):
     p = _Plan()
@@ -148,6 +178,7 @@ def _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include
     idx = _check_index_array(indices, "indices", ndims=(1, 2))
     p.index_shape = idx.shape
     n = idx.size
+    offs = None
     if offsets is None and lengths is None:
         if idx.ndim != 2:
             raise ValueError(
@@ -175,31 +206,11 @@ def _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include
                 )
         else:
             o = _check_index_array(offsets, "offsets")
-            if include_last_offset:
-                if o.size == 0:
-                    raise ValueError("offsets must hold at least one entry with "
-                                     "include_last_offset=True")
-                offs = o.astype(np.int64)
-            else:
-                offs = np.empty(o.size + 1, dtype=np.int64)
-                offs[:-1] = o
-                offs[-1] = n
-            if offs.size > 1 or include_last_offset:
-                if offs[0] != 0:
-                    raise ValueError(f"offsets must start at 0, got offsets[0] = {int(offs[0])}")
-                user = offs if include_last_offset else offs[:-1]
-                if user.size and user.max() > n:
-                    pos = int(np.argmax(user > n))
-                    raise ValueError(
-                        f"offsets[{pos}] = {int(user[pos])} exceeds the number of indices ({n})"
-                    )
-                d = np.diff(offs)
-                if d.size and d.min() < 0:
-                    pos = int(np.argmax(d < 0))
-                    raise ValueError(
-                        f"offsets must not decrease: offsets[{pos + 1}] = {int(offs[pos + 1])} < "
-                        f"offsets[{pos}] = {int(offs[pos])}"
-                    )
+            # One C pass validates and widens to int64; on a problem, _offsets_error finds
+            # it again with NumPy and names it.
+            offs, status = _embedding.offsets_int64(o, n, include_last_offset)
+            if status:
+                offs = _offsets_error(o, n, include_last_offset)
     p.offsets = offs
     p.n_bags = offs.size - 1
     p.indices = idx.reshape(-1)

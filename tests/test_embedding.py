@@ -244,6 +244,45 @@ def test_isa_paths_identical(fmt, isa):
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 33, 64, 100, 128, 255, 256, 257, 300, 520])
+def test_fast_path_identical(fmt, dim, isa):
+    """The specialised sum / mean kernels (no weights, mapping or padding: one pass with the
+    accumulators in registers for D <= 256, masked tails) give the generic kernel's bits, for
+    every output dtype and index type, with empty bags and bags that cross chunk edges."""
+    rows = 300
+    table = make_table(fmt, rows, dim, seed=dim)
+    rng = np.random.default_rng(dim)
+    lens = rng.integers(0, 9, 70)
+    lens[3] = 0
+    lens[-1] = 40
+    idx = rng.integers(0, rows, lens.sum())
+    idx[:3] = rows - 1  # the last row: masked tails must not read past the table
+    for itype in (np.int32, np.int64):
+        for mode in ("sum", "mean"):
+            for dt in (np.float32, np.float16, BF16):
+                got = embedding_bag(table, idx.astype(itype), lengths=lens, mode=mode,
+                                    out_dtype=dt, n_threads=2)
+                with _dispatch.use_isa("generic"):
+                    want = embedding_bag(table, idx.astype(itype), lengths=lens, mode=mode,
+                                         out_dtype=dt)
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (itype, mode, dt)
+
+
+def test_fast_check_finds_bad_index(isa):
+    """The vectorised index check reports the first bad index, int32 and int64."""
+    table = np.ones((50, 16), np.float32)
+    for itype in (np.int32, np.int64):
+        for pos, val in ((0, 50), (37, -1), (99, 1 << 30), (64, 50)):
+            idx = np.zeros(100, itype)
+            idx[pos] = val
+            idx[min(pos + 1, 99)] = val if pos < 99 else idx[99]
+            out = np.full((4, 16), 7, np.float32)
+            with pytest.raises(IndexError, match=rf"indices\[{pos}\] = {val}"):
+                embedding_bag(table, idx, [0, 10, 50, 90], out=out)
+            assert (out == 7).all()
+
+
 @pytest.mark.parametrize("fmt", ["f32", "q8", "q4"])
 def test_thread_count_does_not_matter(fmt):
     table, idx, lens, w = _big_case(fmt)

@@ -38,11 +38,14 @@ cdef extern from "embedding.h" nogil:
         int out_fmt
     void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t b0, int64_t b1)
+    void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     int64_t lowprec_embedding_check_generic(const lowprec_eb_args *a)
+    int64_t lowprec_embedding_check_avx512(const lowprec_eb_args *a)
     void lowprec_embedding_partition(const int64_t *offsets, int64_t n_bags, int64_t n_chunks,
                                      int64_t *bounds)
 
-# 0 = portable C, 1 = AVX2 (+FMA +F16C).  There is no AVX-512 kernel: level 2 runs AVX2.
+# 0 = portable C, 1 = AVX2 (+FMA +F16C), 2 = AVX-512 F/BW/VL/DQ (sum / mean without weights,
+# mapping or padding; the other cases run the AVX2 kernel).
 cdef int _isa = 0
 
 FMT_F32, FMT_F16, FMT_BF16, FMT_Q8, FMT_Q4, FMT_Q2 = range(6)
@@ -53,7 +56,8 @@ MODE_SUM, MODE_MEAN, MODE_MAX = range(3)
 def _set_isa(int level):
     """Select the kernels: the best implemented and built level not above ``level``."""
     global _isa
-    _isa = 1 if (level >= 1 and _runtime.built_with_avx2()) else 0
+    cdef int best = 2 if _runtime.built_with_avx2() else 0
+    _isa = max(0, min(level, best))
 
 
 def _get_isa():
@@ -61,7 +65,9 @@ def _get_isa():
 
 
 cdef inline void _run(int isa, const lowprec_eb_args *a, int64_t b0, int64_t b1) noexcept nogil:
-    if isa == 1:
+    if isa == 2:
+        lowprec_embedding_bags_avx512(a, b0, b1)
+    elif isa == 1:
         lowprec_embedding_bags_avx2(a, b0, b1)
     else:
         lowprec_embedding_bags_generic(a, b0, b1)
@@ -117,7 +123,10 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
     cdef int64_t bad
     if check and a.n_indices > 0:
         with nogil:
-            bad = lowprec_embedding_check_generic(&a)
+            if _isa == 2:
+                bad = lowprec_embedding_check_avx512(&a)
+            else:
+                bad = lowprec_embedding_check_generic(&a)
         if bad >= 0:
             return bad
     if n_bags == 0 or dim == 0:
@@ -135,3 +144,39 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
         for c in prange(n_chunks, num_threads=n_threads, schedule='dynamic'):
             _run(isa, &a, bounds[c], bounds[c + 1])
     return -1
+
+
+def offsets_int64(offsets, int64_t n, bint include_last):
+    """PyTorch-style ``offsets`` (int32 or int64, 1-D, contiguous) as the kernels' int64
+    ``n_bags + 1`` bounds, validated in one pass: returns ``(bounds, status)`` with status 0 =
+    valid, else 1 (a problem; the caller re-derives the exact error message)."""
+    cdef const int64_t[::1] o64
+    cdef const int32_t[::1] o32
+    cdef int64_t m = offsets.shape[0], i, v, prev = 0
+    cdef int64_t nb = m - 1 if include_last else m
+    if nb < 0:
+        return None, 1
+    res = np.empty(nb + 1, dtype=np.int64)
+    cdef int64_t[::1] r = res
+    cdef int bad = 0
+    if offsets.dtype == np.int64:
+        o64 = offsets
+        with nogil:
+            for i in range(m):
+                v = o64[i]
+                bad |= (v < prev) | (v > n)
+                prev = v
+                r[i] = v
+    else:
+        o32 = offsets
+        with nogil:
+            for i in range(m):
+                v = o32[i]
+                bad |= (v < prev) | (v > n)
+                prev = v
+                r[i] = v
+    if not include_last:
+        r[nb] = n
+    if m > 0 and r[0] != 0:
+        bad = 1
+    return res, bad

@@ -68,10 +68,15 @@ typedef struct lowprec_eb_args {
 /* Pool the bags [bag_begin, bag_end). */
 void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end);
 void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end);
+/* AVX-512 F/BW/VL/DQ (embedding_avx512.c): sum / mean without weights, mapping or padding;
+ * every other case runs the AVX2 kernel. */
+void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end);
 
 /* Validate the indices (and the mapping entries they select): returns -1 when every index is in
  * [0, index space) and every selected mapping entry in [-1, n_rows), else the first bad position. */
 int64_t lowprec_embedding_check_generic(const lowprec_eb_args *a);
+/* The same check, vectorised with AVX-512 (the generic one when a mapping is given). */
+int64_t lowprec_embedding_check_avx512(const lowprec_eb_args *a);
 
 /* Cut the bags into n_chunks ranges of about equal work (indices + bags):
  * bounds[0] = 0, bounds[n_chunks] = n_bags, non-decreasing. */

@@ -1,0 +1,317 @@
+/* AVX-512 (F/BW/VL/DQ) EmbeddingBag kernels: the fast path of sum / mean pooling without
+ * per-sample weights, mapping or padding_idx (twins of embedding.c, identical results).
+ * Everything else (max, weights, pruned tables, padding) goes to the AVX2 kernel.
+ *
+ * One bag is pooled in ONE pass over its entries for D <= 256: the accumulators (NV = ceil(D/16)
+ * zmm, at most 16 of the 32 registers) stay in registers while the rows stream by.  NV is a
+ * compile-time constant (a switch instantiates 1..16), so the per-row work is straight-line:
+ *   8-bit:  vpmovzxbd (load) + vcvtdq2ps + vaddps (bias) + vfmadd  per 16 columns;
+ *   4-bit:  movq + vpunpcklbw (each byte twice) + vpmovzxbd + vpsrlvd (0/4) + vpandd + cvt + add + fma;
+ *   2-bit:  vpbroadcastd + vpsrlvd (0,2,..,30) + vpandd + cvt + add + fma;
+ *   fp32:   vaddps (load);  fp16: vcvtph2ps (load) + add;  bf16: vpmovzxwd + vpslld + add.
+ * (fp32 "acc += x" is fmaf(1, x, acc) of the reference: the same rounding.)  Wider rows take
+ * ceil(NV/16) passes, the later ones reading rows that the first pass brought into L1/L2.
+ *
+ * The last, partial vector uses masked loads (AVX-512 masked loads do not fault on masked-off
+ * bytes), so no row is ever read past its end and the lanes past D are zeros.
+ *
+ * Software prefetch: the row of entry i + EB5_PF (across bag boundaries, within this call's
+ * bags) is prefetched into L1, every cache line it touches, while entry i is pooled: random
+ * rows of a large table miss every cache level, and with ~16-24 rows in flight the loop is
+ * bounded by the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
+ */
+#include "embedding.h"
+
+#if LOWPREC_BUILD_AVX2
+#include <immintrin.h>
+#include <string.h>
+
+/* Prefetch distance in entries.  16 (FBGEMM's) and 24 were within this shared machine's noise
+ * on 1M x 64 8-bit rows (ratio to FBGEMM 0.8-1.2 per round for every setting tried); so were
+ * prefetching only the first and last byte of the row, and the T1 / NTA hints. */
+#define EB5_PF 16
+#define EB5_AI __attribute__((always_inline)) inline
+#define EB5_T LOWPREC_TARGET_AVX512VNNI
+
+void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end);
+
+static EB5_AI int64_t eb5_code_bytes(int fmt, int64_t dim) {
+    switch (fmt) {
+    case LOWPREC_EB_Q8: return dim;
+    case LOWPREC_EB_Q4: return (dim + 1) / 2;
+    case LOWPREC_EB_Q2: return (dim + 3) / 4;
+    default: return 0;
+    }
+}
+
+static EB5_AI int64_t eb5_row_bytes(int fmt, int64_t dim) {
+    switch (fmt) {
+    case LOWPREC_EB_F32: return 4 * dim;
+    case LOWPREC_EB_F16:
+    case LOWPREC_EB_BF16: return 2 * dim;
+    case LOWPREC_EB_Q8: return dim + 8;
+    default: return eb5_code_bytes(fmt, dim) + 4;
+    }
+}
+
+/* 16 columns starting at column j (a multiple of 16) of a row, as floats (codes when
+ * quantized).  `full`: all 16 columns exist; else only the first `lt` (mask `m`, bytes `mb`
+ * for the packed formats). */
+EB5_T static EB5_AI __m512 eb5_ld(int fmt, const uint8_t *row, int64_t j, int full, __mmask16 m) {
+    switch (fmt) {
+    case LOWPREC_EB_F32:
+        return full ? _mm512_loadu_ps((const float *)(row + 4 * j))
+                    : _mm512_maskz_loadu_ps(m, (const float *)(row + 4 * j));
+    case LOWPREC_EB_F16: {
+        __m256i h = full ? _mm256_loadu_si256((const __m256i *)(row + 2 * j))
+                         : _mm256_maskz_loadu_epi16(m, row + 2 * j);
+        return _mm512_cvtph_ps(h);
+    }
+    case LOWPREC_EB_BF16: {
+        __m256i h = full ? _mm256_loadu_si256((const __m256i *)(row + 2 * j))
+                         : _mm256_maskz_loadu_epi16(m, row + 2 * j);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case LOWPREC_EB_Q8: {
+        __m128i b = full ? _mm_loadu_si128((const __m128i *)(row + j)) : _mm_maskz_loadu_epi8(m, row + j);
+        return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+    }
+    case LOWPREC_EB_Q4: {
+        /* 16 codes = 8 bytes; mask m covers the columns, the bytes are (lt + 1) / 2. */
+        __m128i b;
+        if (full) {
+            b = _mm_loadl_epi64((const __m128i *)(row + j / 2));
+        } else {
+            const int lt = __builtin_popcount((unsigned)m);
+            b = _mm_maskz_loadu_epi8((__mmask16)((1u << ((lt + 1) / 2)) - 1u), row + j / 2);
+        }
+        b = _mm_unpacklo_epi8(b, b); /* b0 b0 b1 b1 ... b7 b7 */
+        const __m512i sh = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+        __m512i v = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(b), sh);
+        return _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15)));
+    }
+    default: {
+        /* 16 codes = 4 bytes, always inside the row (the 4 bytes of scale and bias follow). */
+        int32_t u;
+        memcpy(&u, row + j / 4, 4);
+        const __m512i sh =
+            _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        __m512i v = _mm512_srlv_epi32(_mm512_set1_epi32(u), sh);
+        return _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(3)));
+    }
+    }
+}
+
+/* Store 16 (or the masked first lanes of) pooled columns at column j of the output row. */
+EB5_T static EB5_AI void eb5_st(int out_fmt, uint8_t *orow, int64_t j, __m512 x, int full,
+                                __mmask16 m) {
+    if (out_fmt == LOWPREC_EB_OUT_F32) {
+        if (full) _mm512_storeu_ps((float *)(orow + 4 * j), x);
+        else _mm512_mask_storeu_ps((float *)(orow + 4 * j), m, x);
+        return;
+    }
+    __m256i h;
+    if (out_fmt == LOWPREC_EB_OUT_F16) {
+        h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+        /* bf16, round half to even; NaN -> quiet NaN of the same sign (ml_dtypes). */
+        const __m512i b = _mm512_castps_si512(x);
+        const __m512i hi = _mm512_srli_epi32(b, 16);
+        __m512i r = _mm512_add_epi32(
+            b, _mm512_add_epi32(_mm512_and_si512(hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff)));
+        r = _mm512_srli_epi32(r, 16);
+        const __m512i qn = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0x8000)),
+                                           _mm512_set1_epi32(0x7fc0));
+        const __mmask16 isnan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, isnan, qn);
+        h = _mm512_cvtepi32_epi16(r);
+    }
+    if (full) _mm256_storeu_si256((__m256i *)(orow + 2 * j), h);
+    else _mm256_mask_storeu_epi16(orow + 2 * j, m, h);
+}
+
+/* Pool columns [j0, j0 + 16*(NV-1) + lt) of the bags [b0, b1): sum (or mean), no weights,
+ * no mapping, no padding. */
+EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const int idx64,
+                                  const int NV, const int lt, const int64_t j0, const int64_t b0,
+                                  const int64_t b1, const int prefetch) {
+    const int quantized = fmt >= LOWPREC_EB_Q8;
+    const int64_t dim = a->dim, stride = a->row_stride;
+    const int64_t cb = eb5_code_bytes(fmt, dim);
+    const int64_t rb = eb5_row_bytes(fmt, dim);
+    const uint8_t *const table = a->table;
+    const int64_t *const i64 = (const int64_t *)a->indices;
+    const int32_t *const i32 = (const int32_t *)a->indices;
+    const int64_t *const offsets = a->offsets;
+    const int64_t pf_end = offsets[b1];
+    const int is_mean = a->mode == LOWPREC_EB_MEAN;
+    const int out_fmt = a->out_fmt;
+    const int64_t out_stride = a->out_stride;
+    uint8_t *const out = a->out;
+    const __mmask16 mt = (__mmask16)((1u << lt) - 1u);
+    /* Lines to prefetch per row: those of the widest row with NV vectors (a compile-time
+     * count), plus the row's last byte (a row may straddle one more line).  Prefetching a
+     * line past a narrower row's end is harmless (a prefetch never faults). */
+    const int max_rb = fmt == LOWPREC_EB_F32 ? 64 * NV
+                       : fmt <= LOWPREC_EB_BF16 ? 32 * NV
+                       : fmt == LOWPREC_EB_Q8 ? 16 * NV + 8
+                       : fmt == LOWPREC_EB_Q4 ? 8 * NV + 4 : 4 * NV + 4;
+    const int pf_lines = (max_rb + 63) / 64;
+    for (int64_t bag = b0; bag < b1; bag++) {
+        const int64_t i0 = offsets[bag], i1 = offsets[bag + 1];
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
+        for (int64_t i = i0; i < i1; i++) {
+            if (prefetch) {
+                const int64_t ip = i + EB5_PF < pf_end ? i + EB5_PF : i;
+                const int64_t rp = idx64 ? i64[ip] : (int64_t)i32[ip];
+                const char *p = (const char *)(table + rp * stride);
+#pragma GCC unroll 16
+                for (int k = 0; k < pf_lines; k++) _mm_prefetch(p + 64 * k, _MM_HINT_T0);
+                _mm_prefetch(p + rb - 1, _MM_HINT_T0);
+            }
+            const int64_t r = idx64 ? i64[i] : (int64_t)i32[i];
+            const uint8_t *row = table + r * stride;
+            if (quantized) {
+                __m512 vs, vb;
+                if (fmt == LOWPREC_EB_Q8) {
+                    float s, b;
+                    memcpy(&s, row + cb, 4);
+                    memcpy(&b, row + cb + 4, 4);
+                    vs = _mm512_set1_ps(s);
+                    vb = _mm512_set1_ps(b);
+                } else {
+                    int32_t sb;
+                    memcpy(&sb, row + cb, 4);
+                    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(sb));
+                    vs = _mm512_broadcastss_ps(f);
+                    vb = _mm512_broadcastss_ps(_mm_movehdup_ps(f));
+                }
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++) {
+                    const int full = v < NV - 1 || lt == 16;
+                    const __m512 x = eb5_ld(fmt, row, j0 + 16 * v, full, mt);
+                    acc[v] = _mm512_fmadd_ps(vs, x, _mm512_add_ps(acc[v], vb));
+                }
+            } else {
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++) {
+                    const int full = v < NV - 1 || lt == 16;
+                    acc[v] = _mm512_add_ps(acc[v], eb5_ld(fmt, row, j0 + 16 * v, full, mt));
+                }
+            }
+        }
+        if (is_mean && i1 > i0) {
+            const __m512 c = _mm512_set1_ps((float)(i1 - i0));
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; v++) acc[v] = _mm512_div_ps(acc[v], c);
+        }
+        uint8_t *orow = out + bag * out_stride;
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+            eb5_st(out_fmt, orow, j0 + 16 * v, acc[v], v < NV - 1 || lt == 16, mt);
+    }
+}
+
+/* One non-inlined function per (format, index type, NV): each gets its own register
+ * allocation, with the accumulators, scale and bias in registers. */
+typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
+
+#define EB5_DEF(NAME, FMT, IDX, N)                                                         \
+    EB5_T static __attribute__((noinline)) void NAME##_##IDX##_##N(                        \
+        const lowprec_eb_args *a, int lt, int64_t j0, int64_t b0, int64_t b1, int pf) {    \
+        if (pf) eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 1);                               \
+        else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0);                                  \
+    }
+#define EB5_DEF16(NAME, FMT, IDX)                                                          \
+    EB5_DEF(NAME, FMT, IDX, 1) EB5_DEF(NAME, FMT, IDX, 2) EB5_DEF(NAME, FMT, IDX, 3)       \
+    EB5_DEF(NAME, FMT, IDX, 4) EB5_DEF(NAME, FMT, IDX, 5) EB5_DEF(NAME, FMT, IDX, 6)       \
+    EB5_DEF(NAME, FMT, IDX, 7) EB5_DEF(NAME, FMT, IDX, 8) EB5_DEF(NAME, FMT, IDX, 9)       \
+    EB5_DEF(NAME, FMT, IDX, 10) EB5_DEF(NAME, FMT, IDX, 11) EB5_DEF(NAME, FMT, IDX, 12)    \
+    EB5_DEF(NAME, FMT, IDX, 13) EB5_DEF(NAME, FMT, IDX, 14) EB5_DEF(NAME, FMT, IDX, 15)    \
+    EB5_DEF(NAME, FMT, IDX, 16)
+#define EB5_DEFS(NAME, FMT) EB5_DEF16(NAME, FMT, 0) EB5_DEF16(NAME, FMT, 1)
+EB5_DEFS(eb5_f32, LOWPREC_EB_F32)
+EB5_DEFS(eb5_f16, LOWPREC_EB_F16)
+EB5_DEFS(eb5_bf16, LOWPREC_EB_BF16)
+EB5_DEFS(eb5_q8, LOWPREC_EB_Q8)
+EB5_DEFS(eb5_q4, LOWPREC_EB_Q4)
+EB5_DEFS(eb5_q2, LOWPREC_EB_Q2)
+
+#define EB5_ROW16(NAME, IDX)                                                               \
+    {NAME##_##IDX##_1, NAME##_##IDX##_2, NAME##_##IDX##_3, NAME##_##IDX##_4,               \
+     NAME##_##IDX##_5, NAME##_##IDX##_6, NAME##_##IDX##_7, NAME##_##IDX##_8,               \
+     NAME##_##IDX##_9, NAME##_##IDX##_10, NAME##_##IDX##_11, NAME##_##IDX##_12,            \
+     NAME##_##IDX##_13, NAME##_##IDX##_14, NAME##_##IDX##_15, NAME##_##IDX##_16}
+#define EB5_ROWS(NAME) {EB5_ROW16(NAME, 0), EB5_ROW16(NAME, 1)}
+/* [format][idx64][NV - 1] */
+static const eb5_pass_fn eb5_passes[6][2][16] = {
+    EB5_ROWS(eb5_f32), EB5_ROWS(eb5_f16), EB5_ROWS(eb5_bf16),
+    EB5_ROWS(eb5_q8),  EB5_ROWS(eb5_q4),  EB5_ROWS(eb5_q2),
+};
+
+EB5_T void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t bag_begin,
+                                         int64_t bag_end) {
+    if (bag_begin >= bag_end) return;
+    if (a->mode == LOWPREC_EB_MAX || a->weights || a->mapping || a->padding_idx >= 0) {
+        lowprec_embedding_bags_avx2(a, bag_begin, bag_end);
+        return;
+    }
+    const int64_t dim = a->dim;
+    for (int64_t j0 = 0; j0 < dim; j0 += 256) {
+        const int64_t rem = dim - j0;
+        const int nv = rem >= 256 ? 16 : (int)((rem + 15) / 16);
+        const int lt = rem >= 256 ? 16 : (int)(rem - 16 * (nv - 1));
+        eb5_passes[a->fmt][a->idx64 != 0][nv - 1](a, lt, j0, bag_begin, bag_end, j0 == 0);
+    }
+}
+
+/* lowprec_embedding_check_generic(), vectorised for the common case (no mapping): one
+ * unsigned compare per 8 indices; the exact position of a bad index is searched by the
+ * generic check (only on the error path). */
+EB5_T int64_t lowprec_embedding_check_avx512(const lowprec_eb_args *a) {
+    if (a->mapping) return lowprec_embedding_check_generic(a);
+    const int64_t n = a->n_indices;
+    __mmask16 bad = 0;
+    if (a->idx64) {
+        const int64_t *p = (const int64_t *)a->indices;
+        const __m512i lim = _mm512_set1_epi64(a->n_rows);
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            bad |= _mm512_cmpge_epu64_mask(_mm512_loadu_si512(p + i), lim) |
+                   _mm512_cmpge_epu64_mask(_mm512_loadu_si512(p + i + 8), lim) |
+                   _mm512_cmpge_epu64_mask(_mm512_loadu_si512(p + i + 16), lim) |
+                   _mm512_cmpge_epu64_mask(_mm512_loadu_si512(p + i + 24), lim);
+        }
+        for (; i < n; i++) bad |= (uint64_t)p[i] >= (uint64_t)a->n_rows;
+    } else {
+        const int32_t *p = (const int32_t *)a->indices;
+        if (a->n_rows <= INT32_MAX) {
+            const __m512i lim = _mm512_set1_epi32((int32_t)a->n_rows);
+            int64_t i = 0;
+            for (; i + 64 <= n; i += 64) {
+                bad |= _mm512_cmpge_epu32_mask(_mm512_loadu_si512(p + i), lim) |
+                       _mm512_cmpge_epu32_mask(_mm512_loadu_si512(p + i + 16), lim) |
+                       _mm512_cmpge_epu32_mask(_mm512_loadu_si512(p + i + 32), lim) |
+                       _mm512_cmpge_epu32_mask(_mm512_loadu_si512(p + i + 48), lim);
+            }
+            for (; i < n; i++) bad |= (uint64_t)(int64_t)p[i] >= (uint64_t)a->n_rows;
+        } else {
+            for (int64_t i = 0; i < n; i++) bad |= p[i] < 0;
+        }
+    }
+    return bad ? lowprec_embedding_check_generic(a) : -1;
+}
+
+#else /* !LOWPREC_BUILD_AVX2 */
+
+int64_t lowprec_embedding_check_avx512(const lowprec_eb_args *a) {
+    return lowprec_embedding_check_generic(a);
+}
+
+void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end) {
+    lowprec_embedding_bags_generic(a, bag_begin, bag_end);
+}
+
+#endif
