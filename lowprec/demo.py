@@ -1,7 +1,7 @@
 """A tour of every public function of lowprec, with checks against NumPy / ml_dtypes.
 
-Run it with ``python -m lowprec.demo`` (the README's main job until the benchmark runner
-exists).  Each step prints what it did and an error or agreement figure; a failed check raises.
+Run it with ``lowprec-demo`` or ``python -m lowprec.demo``.  Each step prints what it did and
+an error or agreement figure; a failed check raises.
 
 Examples
 --------
@@ -174,7 +174,12 @@ def main(size=1 << 20, quiet=False):
         print("\nall checks passed")
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """Command line: ``lowprec-demo [--size N]`` (or ``python -m lowprec.demo``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1 << 20, help="values per step")
-    main(parser.parse_args().size)
+    main(parser.parse_args(argv).size)
+
+
+if __name__ == "__main__":
+    cli()
