@@ -6,7 +6,9 @@ emulation and quantization helpers.  ``lowprec.show_config()`` tells which kerne
 
 __version__ = "0.1.0"
 
+from . import faults
 from ._config import config_dict, show_config
+from ._errors import SoftErrorDetected
 from ._packed_weights import PackedWeights
 from ._threads import get_num_threads, set_num_threads
 from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
@@ -24,6 +26,7 @@ __all__ = [
     "PackedInt4Weights",
     "PackedWeights",
     "RowwiseQuantizedTable",
+    "SoftErrorDetected",
     "bfloat16",
     "choose_qparams",
     "config_dict",

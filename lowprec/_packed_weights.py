@@ -9,11 +9,11 @@ cached.  The serialized format (:meth:`PackedWeights.to_bytes`, pickle) never co
 layout: it is the plain int8 matrix plus the quantization parameters, so a weight packed on one
 machine loads on any other.
 
-Byte format, version 1 (all little-endian)::
+Byte format, version 2 (all little-endian)::
 
     offset  size      field
     0       4         magic b"LPW8"
-    4       2         uint16 format version (1)
+    4       2         uint16 format version (2; version 1 blobs still load)
     6       2         uint16 flags: 1 = per-channel scales, 2 = bias present,
                                     4 = per-channel zero points
     8       8         uint64 N (out_features)
@@ -22,6 +22,12 @@ Byte format, version 1 (all little-endian)::
     ...     4*S       float32 scales, S = N if per-channel else 1
     ...     4*Z       int32 zero points, Z = N if per-channel zero points else 1
     ...     4*N       float32 bias (only if flag 2)
+    ...     4*N       int32 odd checksum weights r[j] (version 2 only)
+    ...     4*K       int32 weight checksum wsum[k] = sum_j r[j] * w[j, k] mod 2**32 (version 2)
+
+Version 1 is version 2 without the checksum: it still loads and the checksum is recomputed.
+Loading a version 2 blob recomputes ``wsum`` from the weight and the stored ``r`` and raises
+ValueError when the two differ (the weight bytes or the checksum were corrupted at rest).
 """
 
 import struct
@@ -32,12 +38,54 @@ import numpy as np
 from ._kernels import _gemm_int8
 
 FORMAT_MAGIC = b"LPW8"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READ_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<4sHHQQ")
 _FLAG_PER_CHANNEL_SCALE = 1
 _FLAG_BIAS = 2
 _FLAG_PER_CHANNEL_ZP = 4
 _LAYOUT_NAMES = {_gemm_int8.LAYOUT_Q4X32: "Q4x32", _gemm_int8.LAYOUT_P2X16: "P2x16"}
+
+
+_CHK_MASK = (1 << 25) - 1
+
+
+def _odd_weights(n, seed):
+    """n pseudo-random odd uint32 column weights (splitmix64 of (j, seed)), as int32."""
+    with np.errstate(over="ignore"):
+        x = np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return ((x & np.uint64(0xFFFFFFFF)) | np.uint64(1)).astype(np.uint32).view(np.int32)
+
+
+def _weight_checksum(w, r):
+    """wsum[k] = sum_j r[j] * w[j, k] modulo 2**32, as int32 (the soft-error row checksum)."""
+    with np.errstate(over="ignore"):
+        ru = r.view(np.uint32).astype(np.uint64)
+        wu = w.astype(np.int64).view(np.uint64)
+        s = ru @ wu if w.size else np.zeros(w.shape[1], dtype=np.uint64)
+    s = np.ascontiguousarray((s & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32))
+    s.setflags(write=False)
+    return s
+
+
+def _choose_checksum(w):
+    """Odd weights r and wsum = r @ w such that no wsum[k] of a nonzero weight column is
+    divisible by 2**25: a flip of activation bit b (b < 8) then changes the checksum by
+    +-2**b * wsum[k] != 0 (mod 2**32) (docs/soft_errors.md)."""
+    n, k = w.shape
+    nz = np.any(w != 0, axis=0) if w.size else np.zeros(k, dtype=bool)
+    for seed in range(256):
+        r = _odd_weights(n, seed)
+        v = _weight_checksum(w, r)
+        if not np.any(nz & ((v.view(np.uint32) & _CHK_MASK) == 0)):
+            break
+    r = np.ascontiguousarray(r)
+    r.setflags(write=False)
+    return r, v
 
 
 def _aligned_empty(nbytes, align=64):
@@ -69,7 +117,9 @@ class PackedWeights:
 
     Build it with :func:`lowprec.gemm.pack_weights`.  Holds the packed matrix, the column sums
     ``colsum[j] = sum_k w[j, k]`` (zero-point correction), the weight scales (per tensor or per
-    output channel), the weight zero points and an optional float32 bias.
+    output channel), the weight zero points, an optional float32 bias, and the soft-error
+    checksum ``wsum[k] = sum_j r[j] * w[j, k]`` with odd column weights ``chk_r`` (int32,
+    wrapping; docs/soft_errors.md).
 
     Examples
     --------
@@ -83,9 +133,10 @@ class PackedWeights:
     array([-1,  7], dtype=int32)
     """
 
-    __slots__ = ("_n", "_k", "scale", "zero_point", "bias", "colsum", "_buffers", "_lock", "_cache")
+    __slots__ = ("_n", "_k", "scale", "zero_point", "bias", "colsum", "wsum", "chk_r", "_buffers",
+                 "_lock", "_cache")
 
-    def __init__(self, w, scale, zero_point, bias, *, _layouts=()):
+    def __init__(self, w, scale, zero_point, bias, *, _layouts=(), _chk_r=None):
         w = np.ascontiguousarray(w, dtype=np.int8)
         self._n, self._k = w.shape
         self.scale = np.ascontiguousarray(scale, dtype=np.float32).reshape(-1)
@@ -96,6 +147,12 @@ class PackedWeights:
         colsum = w.sum(axis=1, dtype=np.int64).astype(np.int32)
         colsum.setflags(write=False)
         self.colsum = colsum
+        if _chk_r is None:
+            self.chk_r, self.wsum = _choose_checksum(w)
+        else:
+            self.chk_r = np.ascontiguousarray(_chk_r, dtype=np.int32)
+            self.chk_r.setflags(write=False)
+            self.wsum = _weight_checksum(w, self.chk_r)
         self._lock = threading.Lock()
         self._cache = {}
         self._buffers = {}
@@ -165,6 +222,8 @@ class PackedWeights:
         ]
         if self.bias is not None:
             parts.append(self.bias.astype("<f4").tobytes())
+        parts.append(self.chk_r.astype("<i4").tobytes())
+        parts.append(self.wsum.astype("<i4").tobytes())
         return b"".join(parts)
 
     @classmethod
@@ -176,17 +235,19 @@ class PackedWeights:
         magic, version, flags, n, k = _HEADER.unpack_from(data, 0)
         if magic != FORMAT_MAGIC:
             raise ValueError("not a lowprec packed weight (bad magic)")
-        if version != FORMAT_VERSION:
+        if version not in _READ_VERSIONS:
             raise ValueError(
                 f"packed weight format version {version} is not supported by this lowprec "
-                f"(supports version {FORMAT_VERSION}); repack the weight"
+                f"(supports versions {', '.join(map(str, _READ_VERSIONS))}); repack the weight"
             )
         if flags & ~(_FLAG_PER_CHANNEL_SCALE | _FLAG_BIAS | _FLAG_PER_CHANNEL_ZP):
             raise ValueError(f"packed weight has unknown flags {flags:#x}")
         n_s = n if flags & _FLAG_PER_CHANNEL_SCALE else 1
         n_z = n if flags & _FLAG_PER_CHANNEL_ZP else 1
         n_b = n if flags & _FLAG_BIAS else 0
-        expected = _HEADER.size + n * k + 4 * (n_s + n_z + n_b)
+        n_c = k if version >= 2 else 0
+        n_r = n if version >= 2 else 0
+        expected = _HEADER.size + n * k + 4 * (n_s + n_z + n_b + n_r + n_c)
         if len(data) != expected:
             raise ValueError(f"packed weight is {len(data)} bytes; expected {expected}")
         off = _HEADER.size
@@ -199,10 +260,26 @@ class PackedWeights:
         bias = None
         if n_b:
             bias = np.frombuffer(data, dtype="<f4", count=n_b, offset=off).astype(np.float32)
+        off += 4 * n_b
         from .gemm import _check_weight_params
 
         _check_weight_params(scale, zp, n)
-        return cls(w, scale, zp, bias)
+        chk_r = None
+        if n_r:
+            chk_r = np.frombuffer(data, dtype="<i4", count=n_r, offset=off).astype(np.int32)
+            off += 4 * n_r
+            if np.any((chk_r & 1) == 0):
+                raise ValueError("packed weight checksum weights must be odd (corrupted?)")
+        pw = cls(w, scale, zp, bias, _chk_r=chk_r)
+        if n_c:
+            stored = np.frombuffer(data, dtype="<i4", count=n_c, offset=off)
+            if not np.array_equal(stored, pw.wsum):
+                bad = np.flatnonzero(stored != pw.wsum)
+                raise ValueError(
+                    f"packed weight checksum mismatch in {bad.size} column(s) of in_features "
+                    f"(first: {int(bad[0])}): the weight or its checksum is corrupted"
+                )
+        return pw
 
     def save(self, path):
         """Write :meth:`to_bytes` to ``path``."""

@@ -19,15 +19,21 @@ import operator
 import numpy as np
 
 from . import _dispatch
+from ._errors import SoftErrorDetected
 from ._kernels import _gemm_int8
 from ._packed_weights import FORMAT_VERSION, PackedWeights
 from .quantization import choose_qparams, quantize
 from ._threads import resolve_n_threads
 from ._validation import as_array, check_out
+from .gemm_bf16 import PackedBF16Weights
+from .gemm_int4 import PackedInt4Weights
 
 _dispatch.register_family("gemm_int8", _gemm_int8)
 
-__all__ = ["PackedWeights", "linear", "matmul_int8", "pack_weights", "qmatmul"]
+__all__ = ["PackedWeights", "SoftErrorDetected", "linear", "matmul_int8", "pack_weights",
+           "qmatmul"]
+
+_CHECKS = ("off", "raise", "report")
 
 #: Multiply-adds per thread below which a product stays serial (~5 us of work: a parallel region
 #: costs a few microseconds).
@@ -127,6 +133,8 @@ def _check_packed(w_packed):
     try:
         w_packed._buffers  # noqa: B018  (an object unpickled from another version lacks it)
         w_packed.colsum  # noqa: B018
+        w_packed.wsum  # noqa: B018
+        w_packed.chk_r  # noqa: B018
     except AttributeError:
         raise ValueError(
             "w_packed comes from an incompatible lowprec version "
@@ -270,9 +278,31 @@ def _consts(pw, layout, kind, a_zp, mult, bias_term):
                                   (buf, coloff, bzp, mult, bias_term))
 
 
+def _check_mode(check):
+    if check is None or check is False:
+        return "off"
+    if check not in _CHECKS:
+        raise ValueError(f"check must be one of {_CHECKS}, got {check!r}")
+    return check
+
+
+def _finish_check(check, out, codes, what="int8 GEMM"):
+    """Turn the kernel's per-row codes into the API's answer for ``check`` "raise" / "report"."""
+    flags = (codes != 0).reshape(out.shape[:-1])
+    if check == "report":
+        return out, flags
+    if codes.any():
+        raise SoftErrorDetected(flags, out, what)
+    return out
+
+
 def _run(a_u8, pw, out2, kind, a_zp, mult, bias_term, y_zp, lo, hi, relu, n_threads,
-         consts=None):
-    """The product.  ``consts``: a cached GemmConsts for the ISA in use (else built here)."""
+         consts=None, codes=None, inject=None):
+    """The product.  ``consts``: a cached GemmConsts for the ISA in use (else built here).
+
+    ``codes``: a uint8 array of m entries: run the soft-error checks and store per row
+    1 (accumulator identity failed) | 2 (output checksum failed).  ``inject``:
+    ``(target, i, j, bit)`` for the fault-injection hook (lowprec.faults)."""
     m, k = a_u8.shape
     n = pw._n
     isa = _gemm_int8._get_isa()
@@ -288,7 +318,14 @@ def _run(a_u8, pw, out2, kind, a_zp, mult, bias_term, y_zp, lo, hi, relu, n_thre
         nt = resolve_n_threads(n_threads, work_items=work,
                                min_items_per_thread=_MIN_MACS_PER_THREAD)
     out_b = out2 if out2.dtype == _U8 else out2.view(np.uint8)
-    _gemm_int8.gemm_run(c, a_u8, out_b, rowsum, y_zp, lo, hi, relu, nt, isa)
+    if codes is None:
+        _gemm_int8.gemm_run(c, a_u8, out_b, rowsum, y_zp, lo, hi, relu, nt, isa)
+    elif inject is None:
+        _gemm_int8.gemm_run(c, a_u8, out_b, rowsum, y_zp, lo, hi, relu, nt, isa, pw.wsum, codes,
+                            pw.chk_r)
+    else:
+        _gemm_int8.gemm_run(c, a_u8, out_b, rowsum, y_zp, lo, hi, relu, nt, isa, pw.wsum, codes,
+                            pw.chk_r, *inject)
 
 
 def _activation(a_q, k):
@@ -319,7 +356,8 @@ def _multipliers(pw, a_s, y_s, b):
 
 
 def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, out_scale=None,
-            out_zero_point=0, bias=None, relu=False, out=None, n_threads=None):
+            out_zero_point=0, bias=None, relu=False, out=None, n_threads=None, check="off",
+            _inject=None):
     """Quantized product ``a_q @ w.T`` with exact int32 accumulation and a fused output pipeline.
 
     Parameters
@@ -346,10 +384,18 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     out : ndarray, optional
         C-contiguous, shape (..., N), dtype ``out_dtype``; must not overlap the inputs.
     n_threads : int, optional
+    check : {"off", "raise", "report"}, default "off"
+        Soft-error detection (docs/soft_errors.md).  "off": none, no cost.  Otherwise every
+        output row is verified by two exact checksums: ``sum_j r[j] * acc[i, j] == sum_k
+        a[i, k] * wsum[k]`` (mod 2**32, ``wsum = r @ w`` and the odd ``r`` stored with the
+        weights) on the int32 accumulators before requantization, and the sum of
+        the stored output row against what the output pipeline emitted.  "raise": raise
+        :class:`lowprec.SoftErrorDetected` (with ``.rows``) if any row fails; "report": return
+        ``(result, flags)``, ``flags`` a bool array of shape ``(...)`` (True = failed).
 
     Returns
     -------
-    ndarray of shape (..., N)
+    ndarray of shape (..., N), or ``(ndarray, flags)`` with ``check="report"``
 
     Examples
     --------
@@ -359,6 +405,7 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     array([[-255]], dtype=int32)
     """
     _check_packed(w_packed)
+    check = "off" if check == "off" else _check_mode(check)
     n, k = w_packed.shape
     try:
         out_dtype = out_dtype if type(out_dtype) is np.dtype else np.dtype(out_dtype)
@@ -433,16 +480,21 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
                 mult, bias_term = _multipliers(w_packed, a_s, y_s, w_packed.bias)
             consts = _cached(w_packed, key, lambda: _consts(
                 w_packed, layout, kind, a_zp + shift, mult, bias_term))
+    if check == "off":
+        _run(a_u8, w_packed, out2, kind, a_zp + shift, mult, bias_term, y_zp, lo, hi, relu,
+             n_threads, consts)
+        return out
+    codes = np.zeros(out2.shape[0], dtype=np.uint8)
     _run(a_u8, w_packed, out2, kind, a_zp + shift, mult, bias_term, y_zp, lo, hi, relu,
-         n_threads, consts)
-    return out
+         n_threads, consts, codes, _inject)
+    return _finish_check(check, out, codes)
 
 
 # ----------------------------------------------------------------------------------------------
 # dynamic quantization
 
 
-def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
+def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, check="off"):
     """Dynamically quantized linear layer: float32 ``x (..., K)`` -> float32 ``(..., N)``.
 
     The range of the whole ``x`` picks ``a_scale, a_zero_point`` (PyTorch's
@@ -452,6 +504,13 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     the product is exact, and ``y = a_s * w_s[j] * (acc - a_zp * colsum[j] - ...) + bias[j]``.
     Min/max, parameters, quantization and product run in one fused C call.
 
+    ``check="raise"|"report"`` runs the soft-error checks of :func:`qmatmul` on the quantized
+    product (the activations are checked from the moment they are quantized).
+
+    ``w_packed`` may also be a bfloat16 or int4 packed weight (:func:`lowprec.pack_weights_bf16`,
+    :func:`lowprec.pack_weights_int4`): ``linear`` is one entry point for every precision, and
+    forwards to that weight's own product (``relu`` and ``check`` apply to int8 weights only).
+
     Examples
     --------
     >>> import numpy as np
@@ -459,7 +518,12 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     >>> linear(np.array([[1.0, -1.0]], dtype=np.float32), pw).round(2)
     array([[ 1., -1.]], dtype=float32)
     """
+    if isinstance(w_packed, (PackedBF16Weights, PackedInt4Weights)):
+        if relu or check != "off":
+            raise ValueError("relu= and check= apply to int8 weights only")
+        return w_packed.linear(x, bias, out=out, n_threads=n_threads)
     _check_packed(w_packed)
+    check = "off" if check == "off" else _check_mode(check)
     n, k = w_packed.shape
     x = as_array(x, "x")
     if x.dtype.kind != "f":
@@ -488,9 +552,14 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None):
     out2 = out.reshape(-1, n) if out.ndim != 2 else out
     # min/max, qparams, quantization, corrections and the product in one C call; it raises
     # ValueError for a non-finite x before anything is written to out
+    if check == "off":
+        _gemm_int8.linear_f32(x2, buf, layout, n, out2, qbuf, w_packed.colsum, bzp, wscale, b,
+                              bool(relu), nt, isa)
+        return out
+    codes = np.zeros(m, dtype=np.uint8)
     _gemm_int8.linear_f32(x2, buf, layout, n, out2, qbuf, w_packed.colsum, bzp, wscale, b,
-                          bool(relu), nt, isa)
-    return out
+                          bool(relu), nt, isa, w_packed.wsum, codes, w_packed.chk_r)
+    return _finish_check(check, out, codes, "int8 linear")
 
 
 def quantize_activations(x):

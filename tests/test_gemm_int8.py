@@ -233,7 +233,7 @@ def test_unpack_serialize_pickle(tmp_path):
             blobs.add(G.pack_weights(w, scale=0.5).to_bytes())
     assert len(blobs) == 1
     header = pw.to_bytes()[:24]
-    assert header[:4] == b"LPW8" and int.from_bytes(header[4:6], "little") == 1
+    assert header[:4] == b"LPW8" and int.from_bytes(header[4:6], "little") == 2
     r = repr(pw)
     assert "\n" not in r and "out_features=37" in r and "in_features=29" in r
     assert pw._repr_html_().startswith("<code>")

@@ -8,7 +8,8 @@
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 from libc.math cimport INFINITY
 
 from . import _runtime
@@ -35,6 +36,23 @@ cdef extern from "gemm_int8.h":
         int relu
         int isa
         int64_t mc, nc, tiles_m, tiles_n
+        uint32_t *chk_acc
+        uint32_t *chk_out
+        const int32_t *chk_r
+        int inj_target, inj_bit
+        int64_t inj_i, inj_j
+    int LOWPREC_GEMM_INJ_ACC, LOWPREC_GEMM_INJ_OUT, LOWPREC_GEMM_INJ_ACT
+    void lowprec_gemm_check_rhs_generic(const uint8_t *a, Py_ssize_t lda, int64_t k,
+                                        const int32_t *wsum, int64_t i0, int64_t i1,
+                                        uint32_t *rhs) noexcept nogil
+    void lowprec_gemm_check_rhs_avx2(const uint8_t *a, Py_ssize_t lda, int64_t k,
+                                     const int32_t *wsum, int64_t i0, int64_t i1,
+                                     uint32_t *rhs) noexcept nogil
+    int LOWPREC_GEMM_CHK_LANES
+    void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                         int64_t i0, int64_t i1, uint8_t *flags) noexcept nogil
+    void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                      int64_t i0, int64_t i1, uint8_t *flags) noexcept nogil
     int lowprec_gemm_layout_for_isa(int isa) noexcept nogil
     int64_t lowprec_gemm_layout_nr(int layout) noexcept nogil
     int64_t lowprec_gemm_layout_ku(int layout) noexcept nogil
@@ -62,6 +80,9 @@ OUT_INT32 = LOWPREC_GEMM_OUT_INT32
 OUT_FLOAT32 = LOWPREC_GEMM_OUT_FLOAT32
 OUT_UINT8 = LOWPREC_GEMM_OUT_UINT8
 OUT_INT8 = LOWPREC_GEMM_OUT_INT8
+INJ_ACC = LOWPREC_GEMM_INJ_ACC
+INJ_OUT = LOWPREC_GEMM_INJ_OUT
+INJ_ACT = LOWPREC_GEMM_INJ_ACT
 
 #: Micro-kernel names per ISA level (for show_config-like reports and the docs).
 KERNELS = {
@@ -125,6 +146,7 @@ def gemm_u8s8(const uint8_t[:, :] a, const uint8_t[::1] bp, int layout, int64_t 
     cdef int64_t m = a.shape[0], t, n_tiles
     cdef int err = 0, nt
     cdef int64_t esize
+    memset(&p, 0, sizeof(p))
     if isa < 0:
         isa = _isa
     if layout != lowprec_gemm_layout_for_isa(isa):
@@ -177,7 +199,7 @@ def gemm_u8s8(const uint8_t[:, :] a, const uint8_t[::1] bp, int layout, int64_t 
     p.isa = isa
     nt = max(1, n_threads)
     with nogil:
-        err = _run_tiles(&p, nt)
+        err = _run_tiles(&p, nt, NULL, NULL)
     if err:
         raise MemoryError("int8 GEMM: could not allocate a tile buffer")
 
@@ -235,11 +257,30 @@ def make_consts(const uint8_t[::1] bp, int layout, int64_t n, int64_t k, int out
 
 
 def gemm_run(GemmConsts c, const uint8_t[:, :] a, uint8_t[:, ::1] out, const int32_t[::1] rowsum,
-             int y_zp, int lo, int hi, bint relu, int n_threads, int isa):
-    """out = pipeline(a @ B) with the constants of ``c`` (``out`` viewed as bytes)."""
+             int y_zp, int lo, int hi, bint relu, int n_threads, int isa,
+             const int32_t[::1] wsum=None, uint8_t[::1] flags=None,
+             const int32_t[::1] chk_r=None, int inj_target=0,
+             int64_t inj_i=0, int64_t inj_j=0, int inj_bit=0):
+    """out = pipeline(a @ B) with the constants of ``c`` (``out`` viewed as bytes).
+
+    With ``wsum`` (the weight's column checksum, K int32) and ``flags`` (m uint8) the soft-error
+    checks run (docs/soft_errors.md) and ``flags[i]`` gets 1 (accumulator identity failed) |
+    2 (stored output differs from what the pipeline emitted).  ``inj_*``: the fault-injection
+    hook (lowprec.faults; INJ_ACT writes into ``a``, so pass a private copy).
+    """
     cdef lowprec_gemm_u8s8_args p
     cdef int64_t m = a.shape[0], esize
     cdef int err = 0
+    memset(&p, 0, sizeof(p))
+    if (wsum is None) != (flags is None):
+        raise ValueError("wsum and flags go together")
+    if wsum is not None and (wsum.shape[0] != c.k or flags.shape[0] != m):
+        raise ValueError("wsum / flags have the wrong length")
+    if chk_r is not None and chk_r.shape[0] != c.n:
+        raise ValueError("chk_r has the wrong length")
+    if inj_target and not (0 <= inj_i < m and 0 <= inj_j < (c.k if inj_target == 3 else c.n)
+                           and 0 <= inj_bit < 32):
+        raise ValueError("injection position out of range")
     if c.layout != lowprec_gemm_layout_for_isa(isa):
         raise ValueError("packed layout does not match the ISA")
     if a.shape[1] != c.k:
@@ -274,20 +315,55 @@ def gemm_run(GemmConsts c, const uint8_t[:, :] a, uint8_t[:, ::1] out, const int
     p.hi = hi
     p.relu = relu
     p.isa = isa
+    cdef bint check = wsum is not None
+    cdef const int32_t *wsum_p = &wsum[0] if check and c.k > 0 else NULL
+    cdef uint8_t *flags_p = &flags[0] if check else NULL
+    p.chk_r = &chk_r[0] if chk_r is not None and c.n > 0 else NULL
+    p.inj_target = inj_target
+    p.inj_i = inj_i
+    p.inj_j = inj_j
+    p.inj_bit = inj_bit
     with nogil:
-        err = _run_tiles(&p, max(1, n_threads))
+        err = _run_tiles(&p, max(1, n_threads), wsum_p, flags_p, check)
     if err:
         raise MemoryError("int8 GEMM: could not allocate a tile buffer")
 
 
-cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
+cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
+                    uint8_t *flags=NULL, bint check=False) noexcept nogil:
     """Plan and run every tile of ``p`` on ``nt`` threads (serially, with no parallel region,
-    when nt == 1).  Returns the number of tiles that failed to allocate memory."""
-    cdef int64_t t, n_tiles, ws
+    when nt == 1).  Returns the number of tiles that failed to allocate memory.
+
+    ``check``: soft-error checks into ``flags`` (m bytes): the right-hand sides
+    sum_k A[i,k] * wsum[k] first (so a flip in A while the tiles read it is caught), then the
+    tiles with the checksum slots, then the comparison (lowprec_gemm_check_rows)."""
+    cdef int64_t t, n_tiles, ws, m = p.m, inj_off = 0
     cdef int err = 0, tid
     cdef char *work = NULL
+    cdef uint32_t *chk = NULL
+    cdef uint32_t *rhs = NULL
+    cdef uint8_t *amut = NULL
     lowprec_gemm_u8s8_plan(p, nt)
     n_tiles = p.tiles_m * p.tiles_n
+    if check:
+        chk = <uint32_t *>calloc(<size_t>(2 * m * p.tiles_n * LOWPREC_GEMM_CHK_LANES + 1), 4)
+        rhs = <uint32_t *>calloc(<size_t>(m + 1), 4)
+        if chk == NULL or rhs == NULL:
+            free(chk)
+            free(rhs)
+            return 1
+        p.chk_acc = chk
+        p.chk_out = chk + m * p.tiles_n * LOWPREC_GEMM_CHK_LANES
+        if p.k > 0:
+            if p.isa >= 1:
+                lowprec_gemm_check_rhs_avx2(p.a, p.lda, p.k, wsum, 0, m, rhs)
+            else:
+                lowprec_gemm_check_rhs_generic(p.a, p.lda, p.k, wsum, 0, m, rhs)
+    if p.inj_target == LOWPREC_GEMM_INJ_ACT and p.k > 0:
+        # the fault-injection hook: a flip in A after the right-hand sides were taken
+        inj_off = p.inj_i * p.lda + p.inj_j
+        amut = <uint8_t *>p.a
+        amut[inj_off] ^= <uint8_t>(1 << (p.inj_bit & 7))
     if nt > n_tiles:
         nt = <int>n_tiles
     ws = lowprec_gemm_u8s8_work_size(p)
@@ -305,6 +381,17 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt) noexcept nogil:
         for t in range(n_tiles):
             err += lowprec_gemm_u8s8_tile(p, t, work) != 0
     free(work)
+    if p.inj_target == LOWPREC_GEMM_INJ_ACT and p.k > 0:
+        amut[inj_off] ^= <uint8_t>(1 << (p.inj_bit & 7))
+    if check:
+        if p.isa >= 1:
+            lowprec_gemm_check_rows_avx2(p, rhs, 0, m, flags)
+        else:
+            lowprec_gemm_check_rows_generic(p, rhs, 0, m, flags)
+        free(chk)
+        free(rhs)
+        p.chk_acc = NULL
+        p.chk_out = NULL
     return err
 
 
@@ -315,7 +402,8 @@ cdef int64_t _PAR_MIN_ELEMS = 1 << 17
 def linear_f32(const float[:, :] x, const uint8_t[::1] bp, int layout, int64_t n,
                float[:, ::1] out, uint8_t[:, ::1] qbuf, const int32_t[::1] colsum,
                const int32_t[::1] bzp, const float[::1] wscale, const float[::1] bias,
-               bint relu=False, int n_threads=1, int isa=-1):
+               bint relu=False, int n_threads=1, int isa=-1, const int32_t[::1] wsum=None,
+               uint8_t[::1] flags=None, const int32_t[::1] chk_r=None):
     """Dynamic linear: out = fl32(a_s*w_s[j]*corr + bias[j]), x quantized on the fly.
 
     One pass for min/max of ``x`` (parallel over row blocks when large), PyTorch's
@@ -337,8 +425,19 @@ def linear_f32(const float[:, :] x, const uint8_t[::1] bp, int layout, int64_t n
     cdef double *mult = NULL
     cdef double *bias64 = NULL
     cdef uint32_t s
+    memset(&p, 0, sizeof(p))
     if isa < 0:
         isa = _isa
+    if (wsum is None) != (flags is None):
+        raise ValueError("wsum and flags go together")
+    if wsum is not None and (wsum.shape[0] != k or flags.shape[0] != m):
+        raise ValueError("wsum / flags have the wrong length")
+    cdef bint check = wsum is not None
+    cdef const int32_t *wsum_p = &wsum[0] if check and k > 0 else NULL
+    cdef uint8_t *flags_p = &flags[0] if check and m > 0 else NULL
+    if chk_r is not None and chk_r.shape[0] != n:
+        raise ValueError("chk_r has the wrong length")
+    cdef const int32_t *chk_r_p = &chk_r[0] if chk_r is not None and n > 0 else NULL
     use_avx2 = isa >= 1
     if layout != lowprec_gemm_layout_for_isa(isa):
         raise ValueError("packed layout does not match the ISA")
@@ -438,7 +537,8 @@ def linear_f32(const float[:, :] x, const uint8_t[::1] bp, int layout, int64_t n
                 p.hi = 0
                 p.relu = relu
                 p.isa = isa
-                err = _run_tiles(&p, nt)
+                p.chk_r = chk_r_p
+                err = _run_tiles(&p, nt, wsum_p, flags_p, check)
         free(coloff)
         free(mult)
         free(bias64)

@@ -285,6 +285,36 @@ int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p) {
     return (p->mc * round_up(p->k, 2) + 16) * (int64_t)sizeof(uint16_t);
 }
 
+/* Fault-injection hook: flip bit inj_bit of accumulator / output element (inj_i, inj_j) when
+ * it lies in this block (an accumulator right after the micro-kernel, before the checksum and
+ * the pipeline see it; an output after the pipeline stored it). */
+static void inject(const lowprec_gemm_u8s8_args *p, int32_t *c, int64_t ldc, int64_t i0,
+                   int64_t m, int64_t j0, int64_t n, int when) {
+    if (p->inj_target != when || p->inj_i < i0 || p->inj_i >= i0 + m || p->inj_j < j0 ||
+        p->inj_j >= j0 + n)
+        return;
+    const int64_t r = p->inj_i - i0, jj = p->inj_j - j0;
+    if (when == LOWPREC_GEMM_INJ_ACC) {
+        c[r * ldc + jj] = (int32_t)((uint32_t)c[r * ldc + jj] ^ (1u << (p->inj_bit & 31)));
+    } else if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
+        uint32_t *o = (uint32_t *)p->out + p->inj_i * p->ldo + p->inj_j;
+        *o ^= 1u << (p->inj_bit & 31);
+    } else {
+        uint8_t *o = (uint8_t *)p->out + p->inj_i * p->ldo + p->inj_j;
+        *o ^= (uint8_t)(1u << (p->inj_bit & 7));
+    }
+}
+
+void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
+                                    const int32_t *wsum, int64_t i0, int64_t i1, uint32_t *rhs) {
+    lowprec_gemm_rhs_body(a, lda, k, wsum, i0, i1, rhs);
+}
+
+void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                     int64_t i0, int64_t i1, uint8_t *flags) {
+    lowprec_gemm_check_rows_body(p, rhs, i0, i1, flags);
+}
+
 int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work) {
     const int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
     const int64_t i0 = tm * p->mc, i1 = (i0 + p->mc < p->m) ? i0 + p->mc : p->m;
@@ -314,7 +344,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
             for (int64_t i = i0; i < i1; i += Q_MR) {
                 const int m = (int)((i1 - i < Q_MR) ? i1 - i : Q_MR);
                 ukr(p->k, p->a + i * p->lda, p->lda, panel, cbuf, m);
+                if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
                 pipe(p, cbuf, Q_NR, i, m, j, n);
+                if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
             }
         }
         return 0;
@@ -343,7 +375,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
         for (int64_t i = i0; i < i1; i += P_MR) {
             const int m = (int)((i1 - i < P_MR) ? i1 - i : P_MR);
             ukr(kp / 2, aw + (i - i0) * kp, kp, panel, cbuf, m);
+            if (p->inj_target) inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
             pipe(p, cbuf, P_NR, i, m, j, n);
+            if (p->inj_target) inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
         }
     }
     if (aw != work) free(aw);

@@ -16,6 +16,8 @@
 
 #include "lowprec_common.h"
 
+#include <string.h>
+
 /* Packed-B layouts.  The serialized format of a packed weight never uses these (it stores the
  * plain int8 matrix); they are in-memory layouts only, chosen by the ISA in use. */
 /* Q4x32: 32-column panels; inside a panel, K in groups of 4: [K4/4][32 columns][4 k] int8.
@@ -60,7 +62,31 @@ typedef struct {
     /* Tiling (lowprec_gemm_u8s8_plan fills these). */
     int isa;
     int64_t mc, nc, tiles_m, tiles_n;
+    /* Soft-error checksums (docs/soft_errors.md); NULL = off.  m * tiles_n slots of
+     * LOWPREC_GEMM_CHK_LANES uint32 lanes each, zeroed by the caller: the pipeline adds, for row
+     * i of a block starting at column j0, column j0 + jj into lane jj % 16 of slot
+     * i * tiles_n + j0 / nc (the one tile that owns those columns, so no races; lanes keep the
+     * sums in vector registers, no horizontal reduction per block):
+     *   chk_acc: the wrapping sum of the raw int32 accumulators (before any correction);
+     *   chk_out: the wrapping sum of what it stores (uint8/int8 bytes, int32 / float32 bits).
+     * Slots combine by wrapping addition, so the totals do not depend on the tiling. */
+    uint32_t *chk_acc;
+    uint32_t *chk_out;
+    /* Odd column weights r[j] of the accumulator checksum (n entries; chk_acc sums
+     * r[j] * acc[i, j]); NULL = all ones. */
+    const int32_t *chk_r;
+    /* Fault-injection hook (lowprec.faults, tests): 0 none; LOWPREC_GEMM_INJ_ACC flips bit
+     * inj_bit of accumulator (inj_i, inj_j) right after the micro-kernel, LOWPREC_GEMM_INJ_OUT
+     * of the stored output element after the pipeline. */
+    int inj_target, inj_bit;
+    int64_t inj_i, inj_j;
 } lowprec_gemm_u8s8_args;
+
+#define LOWPREC_GEMM_CHK_LANES 16
+#define LOWPREC_GEMM_INJ_ACC 1
+#define LOWPREC_GEMM_INJ_OUT 2
+#define LOWPREC_GEMM_INJ_ACT 3 /* handled by the caller: bit of A[inj_i, inj_j], after the
+                                  right-hand sides were computed, restored afterwards */
 
 /* ---- packing (portable) ---- */
 int lowprec_gemm_layout_for_isa(int isa);
@@ -107,7 +133,7 @@ void lowprec_gemm_u8s8s32_avx2_6x16(int64_t k2, const uint16_t *a, ptrdiff_t lda
 static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
     const lowprec_gemm_u8s8_args *p, const int32_t *c, int64_t ldc, int64_t i0, int64_t m,
     int64_t j0, int64_t n) {
-    uint32_t coff[LOWPREC_GEMM_PIPE_MAXN], bz[LOWPREC_GEMM_PIPE_MAXN];
+    uint32_t coff[LOWPREC_GEMM_PIPE_MAXN], bz[LOWPREC_GEMM_PIPE_MAXN], rw[LOWPREC_GEMM_PIPE_MAXN];
     double mv[LOWPREC_GEMM_PIPE_MAXN], bv[LOWPREC_GEMM_PIPE_MAXN];
     for (int64_t jj = 0; jj < n; jj++) {
         const int64_t j = j0 + jj;
@@ -115,27 +141,46 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
         bz[jj] = p->bzp ? (uint32_t)p->bzp[j] : 0u;
         mv[jj] = p->mult ? (p->mult_per_channel ? p->mult[j] : p->mult[0]) : 0.0;
         bv[jj] = p->bias ? p->bias[j] : 0.0;
+        rw[jj] = p->chk_r ? (uint32_t)p->chk_r[j] : 1u;
     }
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
         const int32_t *cr = c + r * ldc;
         const uint32_t rs = p->rowsum ? (uint32_t)p->rowsum[i] : 0u;
         int32_t corr[LOWPREC_GEMM_PIPE_MAXN];
+        const int64_t slot = (i * p->tiles_n + j0 / p->nc) * LOWPREC_GEMM_CHK_LANES;
+        if (p->chk_acc) {
+            uint32_t *s = p->chk_acc + slot;
+            for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += rw[jj] * (uint32_t)cr[jj];
+        }
         for (int64_t jj = 0; jj < n; jj++)
             corr[jj] = (int32_t)((uint32_t)cr[jj] + coff[jj] - rs * bz[jj]);
         if (p->out_kind == LOWPREC_GEMM_OUT_INT32) {
             int32_t *o = (int32_t *)p->out + i * p->ldo + j0;
             for (int64_t jj = 0; jj < n; jj++) o[jj] = corr[jj];
+            if (p->chk_out) {
+                uint32_t *s = p->chk_out + slot;
+                for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += (uint32_t)corr[jj];
+            }
         } else if (p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
             float *o = (float *)p->out + i * p->ldo + j0;
+            float f[LOWPREC_GEMM_PIPE_MAXN];
             if (p->relu) {
                 for (int64_t jj = 0; jj < n; jj++) {
-                    const float f = (float)((double)corr[jj] * mv[jj] + bv[jj]);
-                    o[jj] = f > 0.0f ? f : 0.0f;
+                    const float v = (float)((double)corr[jj] * mv[jj] + bv[jj]);
+                    f[jj] = v > 0.0f ? v : 0.0f;
                 }
             } else {
                 for (int64_t jj = 0; jj < n; jj++)
-                    o[jj] = (float)((double)corr[jj] * mv[jj] + bv[jj]);
+                    f[jj] = (float)((double)corr[jj] * mv[jj] + bv[jj]);
+            }
+            for (int64_t jj = 0; jj < n; jj++) o[jj] = f[jj];
+            if (p->chk_out) {
+                uint32_t *s = p->chk_out + slot, u;
+                for (int64_t jj = 0; jj < n; jj++) {
+                    memcpy(&u, &f[jj], 4);
+                    s[jj & 15] += u;
+                }
             }
         } else {
             /* Clamp to [lo - zp - 1, hi - zp + 1] before rounding (the final clamp gives the
@@ -156,6 +201,10 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
             }
             uint8_t *o8 = (uint8_t *)p->out + i * p->ldo + j0;
             for (int64_t jj = 0; jj < n; jj++) o8[jj] = (uint8_t)q[jj]; /* int8: same byte */
+            if (p->chk_out) {
+                uint32_t *s = p->chk_out + slot;
+                for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += (uint32_t)(uint8_t)q[jj];
+            }
         }
     }
 }
@@ -165,6 +214,61 @@ void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *
                                 int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
 void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                       int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
+
+/* ---- soft-error check of rows [i0, i1) after every tile ran (docs/soft_errors.md) ----
+ * Row identity, exact modulo 2^32 on what the kernel multiplies (raw uint8 A, raw int8 W):
+ *   sum_j r[j] acc[i, j] == rhs[i] = sum_k A[i, k] * wsum[k],  wsum[k] = sum_j r[j] W[j, k]
+ * (wrapping; r[j] odd, chosen at pack time so that no wsum[k] of a nonzero column is
+ * divisible by 2^25: then every single flip that changes the product changes the checksum)
+ * rhs is computed by the caller BEFORE the tiles run (lowprec_gemm_check_rhs), so a flip in A
+ * while the kernel reads it is caught too.  Output identity: the wrapping sum of the stored
+ * output row (bytes or 32-bit patterns) == the sum of what the pipeline emitted (chk_out).
+ * flags[i] = 1 (accumulator check failed) | 2 (output check failed), 0 when clean. */
+static inline __attribute__((always_inline)) void lowprec_gemm_rhs_body(
+    const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum, int64_t i0, int64_t i1,
+    uint32_t *rhs) {
+    const uint32_t *ws = (const uint32_t *)wsum;
+    for (int64_t i = i0; i < i1; i++) {
+        const uint8_t *ar = a + i * lda;
+        uint32_t s = 0;
+        for (int64_t kk = 0; kk < k; kk++) s += (uint32_t)ar[kk] * ws[kk];
+        rhs[i] = s;
+    }
+}
+void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
+                                    const int32_t *wsum, int64_t i0, int64_t i1, uint32_t *rhs);
+void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum,
+                                 int64_t i0, int64_t i1, uint32_t *rhs);
+static inline __attribute__((always_inline)) void lowprec_gemm_check_rows_body(
+    const lowprec_gemm_u8s8_args *p, const uint32_t *rhs, int64_t i0, int64_t i1,
+    uint8_t *flags) {
+    const int64_t ns = p->tiles_n * LOWPREC_GEMM_CHK_LANES, n = p->n;
+    for (int64_t i = i0; i < i1; i++) {
+        uint8_t f = 0;
+        if (p->chk_acc) {
+            uint32_t lhs = 0;
+            for (int64_t t = 0; t < ns; t++) lhs += p->chk_acc[i * ns + t];
+            if (lhs != rhs[i]) f |= 1;
+        }
+        if (p->chk_out) {
+            uint32_t want = 0, got = 0;
+            for (int64_t t = 0; t < ns; t++) want += p->chk_out[i * ns + t];
+            if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
+                const uint32_t *o = (const uint32_t *)p->out + i * p->ldo;
+                for (int64_t j = 0; j < n; j++) got += o[j];
+            } else {
+                const uint8_t *o = (const uint8_t *)p->out + i * p->ldo;
+                for (int64_t j = 0; j < n; j++) got += o[j];
+            }
+            if (got != want) f |= 2;
+        }
+        flags[i] = f;
+    }
+}
+void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                     int64_t i0, int64_t i1, uint8_t *flags);
+void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                  int64_t i0, int64_t i1, uint8_t *flags);
 
 /* ---- dynamic quantization of activations (torch.ops.quantized.linear_dynamic's rule, measured
  * against torch 2.13: FBGEMM's legacy Quantize, = torch.quantize_per_tensor):

@@ -140,4 +140,16 @@ void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *
         lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
 }
 
+LOWPREC_TARGET_AVX2
+void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum,
+                                 int64_t i0, int64_t i1, uint32_t *rhs) {
+    lowprec_gemm_rhs_body(a, lda, k, wsum, i0, i1, rhs);
+}
+
+LOWPREC_TARGET_AVX2
+void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                  int64_t i0, int64_t i1, uint8_t *flags) {
+    lowprec_gemm_check_rows_body(p, rhs, i0, i1, flags);
+}
+
 #endif /* LOWPREC_BUILD_AVX2 */

@@ -167,16 +167,24 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t
  *  with embedded round-to-nearest-even (= rint), + zp in int32.  Clamping to integer bounds
  *  before rounding gives the same integer as rounding first (rint is monotone and fixes
  *  integers), and it keeps vcvtpd2dq in range. */
+/* 16 checksum lanes += v (lane = column mod 16, as in lowprec_gemm_pipeline_body). */
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) void chk_add(uint32_t *s, __m512i v) {
+    _mm512_storeu_si512((void *)s, _mm512_add_epi32(_mm512_loadu_si512((const void *)s), v));
+}
+
 LOWPREC_TARGET_AVX512VNNI
 static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64_t i0, int64_t m,
                         int64_t j0) {
-    __m512i coff[2], bz[2];
+    __m512i coff[2], bz[2], rw[2];
     __m512d mv[4], bv[4];
     for (int h = 0; h < 2; h++) {
         coff[h] = p->coloff ? _mm512_loadu_si512((const void *)(p->coloff + j0 + 16 * h))
                             : _mm512_setzero_si512();
         bz[h] = p->bzp ? _mm512_loadu_si512((const void *)(p->bzp + j0 + 16 * h))
                        : _mm512_setzero_si512();
+        rw[h] = p->chk_r ? _mm512_loadu_si512((const void *)(p->chk_r + j0 + 16 * h))
+                         : _mm512_set1_epi32(1);
     }
     for (int q = 0; q < 4; q++) {
         if (!p->mult)
@@ -193,10 +201,14 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
     const __m512i vzp = _mm512_set1_epi32(p->y_zp);
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
-        __m512i corr[2];
+        const int64_t slot = (i * p->tiles_n + j0 / p->nc) * LOWPREC_GEMM_CHK_LANES;
+        __m512i corr[2], raw[2];
+        for (int h = 0; h < 2; h++) raw[h] = _mm512_loadu_si512((const void *)(c + r * 32 + 16 * h));
+        if (p->chk_acc)
+            chk_add(p->chk_acc + slot, _mm512_add_epi32(_mm512_mullo_epi32(raw[0], rw[0]),
+                                                        _mm512_mullo_epi32(raw[1], rw[1])));
         for (int h = 0; h < 2; h++) {
-            corr[h] = _mm512_add_epi32(_mm512_loadu_si512((const void *)(c + r * 32 + 16 * h)),
-                                       coff[h]);
+            corr[h] = _mm512_add_epi32(raw[h], coff[h]);
             if (p->bzp)
                 corr[h] = _mm512_sub_epi32(
                     corr[h], _mm512_mullo_epi32(_mm512_set1_epi32(p->rowsum[i]), bz[h]));
@@ -205,8 +217,10 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
             int32_t *o = (int32_t *)p->out + i * p->ldo + j0;
             _mm512_storeu_si512((void *)o, corr[0]);
             _mm512_storeu_si512((void *)(o + 16), corr[1]);
+            if (p->chk_out) chk_add(p->chk_out + slot, _mm512_add_epi32(corr[0], corr[1]));
         } else if (kind == LOWPREC_GEMM_OUT_FLOAT32) {
             float *o = (float *)p->out + i * p->ldo + j0;
+            __m256i fs = _mm256_setzero_si256();
             for (int q = 0; q < 4; q++) {
                 const __m256i ci = q & 1 ? _mm512_extracti64x4_epi64(corr[q >> 1], 1)
                                          : _mm512_castsi512_si256(corr[q >> 1]);
@@ -214,9 +228,13 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
                 __m256 f = _mm512_cvtpd_ps(y);
                 if (p->relu) f = _mm256_max_ps(f, _mm256_setzero_ps());
                 _mm256_storeu_ps(o + 8 * q, f);
+                fs = _mm256_add_epi32(fs, _mm256_castps_si256(f));
             }
+            if (p->chk_out)
+                chk_add(p->chk_out + slot, _mm512_zextsi256_si512(fs));
         } else {
             uint8_t *o = (uint8_t *)p->out + i * p->ldo + j0;
+            __m512i qs = _mm512_setzero_si512();
             for (int h = 0; h < 2; h++) {
                 __m256i qi[2];
                 for (int u = 0; u < 2; u++) {
@@ -230,7 +248,9 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
                 __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(qi[0]), qi[1], 1);
                 v = _mm512_add_epi32(v, vzp); /* in [lo, hi] */
                 _mm_storeu_si128((__m128i *)(o + 16 * h), _mm512_cvtepi32_epi8(v));
+                qs = _mm512_add_epi32(qs, _mm512_and_si512(v, _mm512_set1_epi32(0xff)));
             }
+            if (p->chk_out) chk_add(p->chk_out + slot, qs);
         }
     }
 }
