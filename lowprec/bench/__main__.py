@@ -71,7 +71,7 @@ def machine_description(peers=None):
     return d
 
 
-def _best(fn, reps=3):
+def _best(fn, reps=10):
     fn()
     best = float("inf")
     for _ in range(reps):
@@ -82,7 +82,11 @@ def _best(fn, reps=3):
 
 
 def probe_roofline(roof, n_threads):
-    """Quick measurements for the roofline lines: memory bandwidth and compute peaks."""
+    """Quick measurements for the roofline lines: memory bandwidth and compute peaks.
+
+    Best of 10 calls, not a median: a roof is what the machine can do, and on a shared machine
+    a median of a few calls often measures the neighbours instead.
+    """
     out = {"bandwidth_gbs": None, "bandwidth_how": "", "peaks": {}}
     mb = roof["bandwidth_mb"]
     if mb:
