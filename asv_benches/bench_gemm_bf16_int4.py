@@ -6,6 +6,7 @@ Inputs are built in setup(), never at import.  ``track_*_gops`` report 2*M*N*K /
 
 import time
 
+import ml_dtypes
 import numpy as np
 
 from lowprec import _dispatch
@@ -36,6 +37,7 @@ class _Base:
         self.x = rng.standard_normal((m, k), dtype=np.float32)
         w = rng.standard_normal((n, k), dtype=np.float32)
         self.pb = pack_weights_bf16(w)
+        self.xb = self.x.astype(ml_dtypes.bfloat16)
         k4 = -(-k // 128) * 128  # int4 needs K % group == 0: K = 300 runs zero-padded to 384
         w4 = np.zeros((n, k4), np.float32)
         w4[:, :k] = w
@@ -73,6 +75,19 @@ class BF16Linear(_Base):
         t = self._best(lambda: self.pb.linear(self.x, out=self.out, n_threads=n_threads))
         return self.pb.nbytes / t / 1e9
     track_weight_gbs.unit = "GB/s"
+
+
+class BF16xBF16Linear(_Base):
+    """bfloat16 activations: the vdpbf16ps kernel where the CPU has AVX512_BF16."""
+
+    def time_linear(self, shape, n_threads):
+        self.pb.linear(self.xb, out=self.out, n_threads=n_threads)
+
+    def track_gops(self, shape, n_threads):
+        return self.ops / self._best(lambda: self.pb.linear(self.xb, out=self.out,
+                                                            n_threads=n_threads)) / 1e9
+
+    track_gops.unit = "GOP/s"
 
 
 class Int4Linear(_Base):

@@ -9,6 +9,8 @@ call before each sample, a pause after it); trust the ratios from one run, not a
 
 - numpy fp32:  x @ w.T (float32, OpenBLAS; threads via threadpoolctl)
 - lp bf16:     lowprec.gemm_bf16.linear_bf16(x float32, bf16 weight)        float32 out
+- lp bf16xbf16: linear_bf16(x bfloat16, bf16 weight): vdpbf16ps where the CPU has AVX512_BF16
+               (torch bf16's inputs; float32 out)
 - torch bf16:  torch.matmul(x_bf16, w_bf16.T)                               bf16 out
 - lp int4:     lowprec.gemm_int4.linear_int4(x float32, int4 g128 weight)    float32 out
 - torch int4:  torch.ops.aten._weight_int4pack_mm_for_cpu(x_bf16, packed, 128, scales_zeros)
@@ -22,6 +24,7 @@ to numpy only; the OpenBLAS kernel in use is printed (threadpoolctl).
 import argparse
 import os
 
+import ml_dtypes
 import numpy as np
 
 from lowprec.bench.harness import compare, format_table, median
@@ -70,6 +73,7 @@ def main(argv=None):
         w = rng.standard_normal((n, k)).astype(np.float32)
         x = rng.standard_normal((m, k)).astype(np.float32)
         pb = pack_weights_bf16(w)
+        xb = x.astype(ml_dtypes.bfloat16)
         # int4 needs K % group == 0: K = 300 runs zero-padded to 384 (ops still counted at K)
         k4 = -(-k // GROUP) * GROUP
         w4 = np.zeros((n, k4), np.float32)
@@ -100,6 +104,7 @@ def main(argv=None):
             fns = {
                 "numpy fp32": lambda: x @ w.T,
                 "lp bf16": lambda: pb.linear(x, out=yb, n_threads=nt),
+                "lp bf16xbf16": lambda: pb.linear(xb, out=yb, n_threads=nt),
                 "lp int4": lambda: p4.linear(x4, out=y4, n_threads=nt),
             }
             if torch is not None:
@@ -117,8 +122,9 @@ def main(argv=None):
             row["bf16/np"] = f"{t['numpy fp32'] / t['lp bf16']:.2f}"
             row["int4/np"] = f"{t['numpy fp32'] / t['lp int4']:.2f}"
             if torch is not None:
-                row["bf16/torch"] = f"{t['torch bf16'] / t['lp bf16']:.1f}"
-                row["int4/torch"] = f"{t['torch int4'] / t['lp int4']:.1f}"
+                row["bf16/torch"] = f"{t['torch bf16'] / t['lp bf16']:.2f}"
+                row["bf16xbf16/torch"] = f"{t['torch bf16'] / t['lp bf16xbf16']:.2f}"
+                row["int4/torch"] = f"{t['torch int4'] / t['lp int4']:.2f}"
             if m == 1:
                 row["GB/s np|bf16|int4"] = (
                     f"{4 * n * k / t['numpy fp32'] / 1e9:.1f}|{2 * n * k / t['lp bf16'] / 1e9:.1f}|"

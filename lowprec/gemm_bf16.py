@@ -319,14 +319,35 @@ def linear_bf16(x, w_packed, bias=None, *, out=None, out_dtype=np.float32, round
     b = w_packed.bias if bias is None else _check_bias(bias, n)
     out = check_out(out, x.shape[:-1] + (n,), out_dtype, inputs=(x,))
     # every check passed
-    x2, _ = _activation_rows(x, k)
-    m = x2.shape[0]
+    m = int(np.prod(x.shape[:-1], dtype=np.int64))
     res = out if out_dtype == _F32 else np.empty(out.shape, dtype=np.float32)
-    res2 = res.reshape(m, n)
-    if m and n:
-        nt = _n_threads(n_threads, m * n * max(k, 1))
-        _gemm_bf16.gemm(x2, w_packed._packed, n, res2, b, nt, _gemm_bf16._get_isa())
+    _gemm_rows(x, k, w_packed._packed, n, res.reshape(m, n), b, n_threads)
     return _finish(res, out, out_dtype, rounding, rng)
+
+
+def _bf16_rows(x, k):
+    """bf16 bits as 2-D uint16 rows with a unit column stride (no copy when possible)."""
+    u = x.view(np.uint16) if x.ndim and x.strides[-1] == 2 else np.ascontiguousarray(x).view(np.uint16)
+    u2 = u.reshape(-1, k) if u.ndim != 2 else u
+    if u2.shape[0] and k > 1 and u2.strides[1] != 2:
+        u2 = np.ascontiguousarray(u2)
+    if u2.shape[0] and u2.strides[0] % 2:
+        u2 = np.ascontiguousarray(u2)
+    return u2
+
+
+def _gemm_rows(x, k, packed, n, res2, b, n_threads):
+    """res2 = rows of x @ w.T (+ b): bfloat16 ``x`` runs the vdpbf16ps kernel where the CPU
+    has AVX512_BF16 (at the avx512vnni level), everything else the float32-FMA kernels."""
+    m = res2.shape[0]
+    if not (m and n):
+        return
+    nt = _n_threads(n_threads, m * n * max(k, 1))
+    if x.dtype == BF16 and _gemm_bf16.bf16dot():
+        _gemm_bf16.gemm_bf16act(_bf16_rows(x, k), packed, n, res2, b, nt)
+        return
+    x2, _ = _activation_rows(x, k)
+    _gemm_bf16.gemm(x2, packed, n, res2, b, nt, _gemm_bf16._get_isa())
 
 
 def matmul_bf16(a, b, *, out=None, out_dtype=np.float32, rounding="nearest", rng=None,
@@ -380,7 +401,5 @@ def matmul_bf16(a, b, *, out=None, out_dtype=np.float32, rounding="nearest", rng
     pw_cache = PackedBF16Weights(b3.view(np.uint16).T) if b3.ndim == 2 else None
     for idx in np.ndindex(*batch):
         pw = pw_cache if pw_cache is not None else PackedBF16Weights(b_b[idx].view(np.uint16).T)
-        x2, _ = _activation_rows(a_b[idx], k, "a")
-        nt = _n_threads(n_threads, m * n * max(k, 1))
-        _gemm_bf16.gemm(x2, pw._packed, n, res_full[idx], None, nt, _gemm_bf16._get_isa())
+        _gemm_rows(a_b[idx], k, pw._packed, n, res_full[idx], None, n_threads)
     return _finish(res, out, out_dtype, rounding, rng)

@@ -189,3 +189,61 @@ def test_hypothesis_accuracy(m, n, k, seed):
     y = pack_weights_bf16(w).linear(a)
     ref = a.astype(np.float64) @ w.astype(np.float64).T
     assert np.all(np.abs(y - ref) <= bound(a, w, k))
+
+
+# ---- bfloat16 activations on AVX512_BF16 (vdpbf16ps kernel, gemm_bf16_avx512.c) -------------
+
+def test_bf16dot_selection():
+    from lowprec import _dispatch
+    from lowprec._kernels import _gemm_bf16, _runtime
+
+    has = bool(_runtime.cpu_features().get("avx512bf16", False))
+    for isa in _dispatch.available_isas():
+        with _dispatch.use_isa(isa):
+            assert _gemm_bf16.bf16dot() == (isa == "avx512vnni" and has)
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 12, 13, 25, 40])
+@pytest.mark.parametrize("n,k", [(1, 1), (16, 2), (17, 3), (33, 63), (47, 64), (64, 129), (100, 300)])
+def test_bf16_activations_tails(isa, m, n, k):
+    w = rand((n, k), n + k, BF16)
+    a = rand((m, k), m, BF16)
+    bias = rand((n,), 3)
+    y = pack_weights_bf16(w, bias=bias).linear(a)
+    ref = a.astype(np.float64) @ w.astype(np.float64).T + bias
+    assert np.all(np.abs(y - ref) <= bound(a, w, k) + np.abs(bias) * EPS32 * 2)
+    # small integers: every partial sum is exact on every path
+    wi = np.random.default_rng(k).integers(-8, 9, (n, k)).astype(BF16)
+    ai = np.random.default_rng(m).integers(-8, 9, (m, k)).astype(BF16)
+    assert np.array_equal(pack_weights_bf16(wi).linear(ai),
+                          (ai.astype(np.float64) @ wi.astype(np.float64).T).astype(np.float32))
+
+
+def test_bf16_activations_threads_and_layouts(isa):
+    w = rand((90, 258), 20, BF16)
+    pw = pack_weights_bf16(w)
+    for m in (1, 3, 300):
+        a = rand((m, 258), 21 + m, BF16)
+        y1 = pw.linear(a, n_threads=1)
+        assert np.array_equal(y1, pw.linear(a, n_threads=2))  # bit-identical across threads
+        assert np.all(np.abs(y1 - a.astype(np.float64) @ w.astype(np.float64).T)
+                      <= bound(a, w, 258))
+    a = rand((9, 258), 30, BF16)
+    ref = pw.linear(a)
+    for name, v in layouts(a).items():
+        assert np.array_equal(pw.linear(v), ref), name
+
+
+def test_bf16_activations_denormals_flushed(isa):
+    """vdpbf16ps treats denormal inputs as zero (DAZ) and flushes denormal results (FTZ): with
+    AVX512_BF16, a bf16 activation of magnitude < 2^-126 contributes nothing (the float32-FMA
+    paths keep it).  docs/bf16_int4_gemm.md states the extra absolute error."""
+    from lowprec._kernels import _gemm_bf16
+
+    a = np.array([[2.0 ** -130, 1.0]], dtype=BF16)
+    w = np.array([[2.0 ** 100, 2.0 ** -20]], dtype=BF16)
+    y = pack_weights_bf16(w).linear(a)[0, 0]
+    exact = np.float32(2.0 ** -30 + 2.0 ** -20)
+    assert y == (np.float32(2.0 ** -20) if _gemm_bf16.bf16dot() else exact)
+    # float32 activations never take the vdpbf16ps path
+    assert pack_weights_bf16(w).linear(a.astype(np.float32))[0, 0] == exact

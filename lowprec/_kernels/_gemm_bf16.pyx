@@ -33,24 +33,35 @@ cdef extern from "gemm_bf16.h":
     void lowprec_bf16_unpack(const uint32_t *src, int64_t n, int64_t k, uint16_t *w) noexcept nogil
     void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads) noexcept nogil
     int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t) noexcept nogil
+    int lowprec_bf16_tile_bf16dot(const lp_f32acc_args *p, int64_t t) noexcept nogil
 
-#: Kernels per ISA level (AVX-512 machines run the AVX2 kernels: on Zen 4 a zmm FMA has the
-#: throughput of two ymm FMAs, so the 6x16 ymm kernel reaches the same FMA peak).
+#: Kernels per ISA level.  float32 activations run the AVX2 kernels on AVX-512 machines too (on
+#: Zen 4 a zmm FMA has the throughput of two ymm FMAs, so the 6x16 ymm kernel reaches the same
+#: FMA peak).  bfloat16 activations at level 2 run the vdpbf16ps kernel when the CPU also has
+#: AVX512_BF16 (the avx512vnni level does not imply it): see bf16dot().
 KERNELS = {
     0: "lowprec_sgemm_generic_6x16 + bf16 panel decode / generic GEMV",
     1: "lowprec_sgemm_avx2_6x16 + bf16 shift/mask decode, avx2 GEMV m<=4",
+    2: "as avx2 for float32 x; bf16 x: vdpbf16ps 12x32 if AVX512_BF16, else as avx2",
 }
 NR = 16
 MR = 6
 
 cdef int _isa = 0
+cdef bint _bf16dot = False
 
 
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, >= 1 AVX2 (clamped to what is built)."""
-    global _isa
-    cdef int best = 1 if _runtime.built_with_avx2() else 0
+    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX-512 (clamped to what is built)."""
+    global _isa, _bf16dot
+    cdef int best = 2 if _runtime.built_with_avx2() else 0
     _isa = max(0, min(level, best))
+    _bf16dot = _isa >= 2 and bool(_runtime.cpu_features().get("avx512bf16", False))
+
+
+def bf16dot():
+    """True when bfloat16 activations run the vdpbf16ps kernel (level 2 and AVX512_BF16)."""
+    return _bf16dot
 
 
 def _get_isa():
@@ -126,3 +137,49 @@ def gemm(const float[:, :] a, const uint32_t[::1] bp, int64_t n, float[:, ::1] o
                 err += lowprec_bf16_tile(&p, t)
     if err:
         raise MemoryError("bf16 GEMM: could not allocate a panel buffer")
+
+
+def gemm_bf16act(const uint16_t[:, :] a, const uint32_t[::1] bp, int64_t n, float[:, ::1] out,
+                 const float[::1] bias, int n_threads=1):
+    """out = a @ w.T (+ bias) for bf16 activations ``a`` (bits, unit column stride) with
+    vdpbf16ps; only when bf16dot() is true."""
+    cdef lp_f32acc_args p
+    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int err = 0, nt = max(1, n_threads)
+    if not _bf16dot:
+        raise RuntimeError("the vdpbf16ps kernel is not enabled on this CPU / ISA level")
+    if bp.shape[0] != lowprec_bf16_packed_words(n, k):
+        raise ValueError("packed weight has the wrong size")
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("out has the wrong shape")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m > 0 and k > 1 and a.strides[1] != 2:
+        raise ValueError("a needs a unit column stride")
+    if m == 0 or n == 0:
+        return
+    p.a = <const float *>&a[0, 0] if k > 0 else NULL
+    p.lda = a.strides[0] // 2
+    p.m = m
+    p.n = n
+    p.k = k
+    p.bp = &bp[0] if bp.shape[0] > 0 else NULL
+    p.scales = NULL
+    p.zeros = NULL
+    p.group = 1
+    p.asum = NULL
+    p.bias = &bias[0] if bias is not None else NULL
+    p.out = &out[0, 0]
+    p.ldo = out.strides[0] // 4
+    p.isa = 2
+    with nogil:
+        lowprec_bf16_plan(&p, nt)
+        n_tiles = p.tiles_m * p.tiles_n
+        if nt > n_tiles:
+            nt = <int>n_tiles
+        if nt > 1:
+            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+                err += lowprec_bf16_tile_bf16dot(&p, t)
+        else:
+            for t in range(n_tiles):
+                err += lowprec_bf16_tile_bf16dot(&p, t)

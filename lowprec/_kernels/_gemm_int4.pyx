@@ -36,6 +36,7 @@ cdef extern from "gemm_int4.h":
 KERNELS = {
     0: "lowprec_sgemm_generic_6x16 + int4 panel dequant / generic GEMV",
     1: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx2 GEMV m<=4",
+    2: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx512 vpermps-decode GEMV m<=4",
 }
 NR = 16
 
@@ -43,9 +44,9 @@ cdef int _isa = 0
 
 
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, >= 1 AVX2 (clamped to what is built)."""
+    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX-512 GEMV (clamped to what is built)."""
     global _isa
-    cdef int best = 1 if _runtime.built_with_avx2() else 0
+    cdef int best = 2 if _runtime.built_with_avx2() else 0
     _isa = max(0, min(level, best))
 
 

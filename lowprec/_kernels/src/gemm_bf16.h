@@ -21,4 +21,8 @@ int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t);
 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf);
 void lowprec_bf16_gemv_avx2(const lp_f32acc_args *p, int64_t q, int nc);
 
+/* gemm_bf16_avx512.c: bf16 activations (p->a holds bf16 bits) x packed bf16 weights with
+ * vdpbf16ps; only on CPUs with AVX512_BF16 (checked by the caller) */
+int lowprec_bf16_tile_bf16dot(const lp_f32acc_args *p, int64_t t);
+
 #endif

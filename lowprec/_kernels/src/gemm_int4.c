@@ -103,6 +103,8 @@ void lowprec_int4_plan(lp_f32acc_args *p, int n_threads) { lp_f32acc_plan(p, n_t
 int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t)
 {
 #if LOWPREC_BUILD_AVX2
+    if (p->isa >= LOWPREC_ISA_AVX512VNNI)
+        return lp_f32acc_tile(p, t, lowprec_int4_panel_f32_avx2, lowprec_int4_gemv_avx512);
     if (p->isa >= LOWPREC_ISA_AVX2)
         return lp_f32acc_tile(p, t, lowprec_int4_panel_f32_avx2, lowprec_int4_gemv_avx2);
 #endif

@@ -28,5 +28,7 @@ void lowprec_int4_group_sums(const float *a, int64_t lda, int64_t m, int64_t k, 
 
 void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf);
 void lowprec_int4_gemv_avx2(const lp_f32acc_args *p, int64_t q, int nc);
+/* gemm_int4_avx512.c (avx512vnni level): GEMV only; the M > 4 path stays AVX2 */
+void lowprec_int4_gemv_avx512(const lp_f32acc_args *p, int64_t q, int nc);
 
 #endif
