@@ -133,7 +133,8 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[benchmark]]\noperation = "linear"\nshapes = [[1, 2]]\n')
     p = subprocess.run([sys.executable, "-m", "lowprec.bench", str(bad), "--out",
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)  # outside the checkout: import the installed package
     assert p.returncode == 2
     assert "benchmark[0].shapes[0]" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()  # nothing ran
