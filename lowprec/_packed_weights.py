@@ -36,6 +36,7 @@ import threading
 import numpy as np
 
 from ._kernels import _gemm_int8
+from ._packed_format import PackedFormatMixin, _aligned_empty, _check_size, _read_header
 
 FORMAT_MAGIC = b"LPW8"
 FORMAT_VERSION = 2
@@ -88,12 +89,6 @@ def _choose_checksum(w):
     return r, v
 
 
-def _aligned_empty(nbytes, align=64):
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % align
-    return raw[offset : offset + nbytes]
-
-
 def _pack_layout(w, layout):
     n, k = w.shape
     buf = _aligned_empty(_gemm_int8.packed_size(layout, n, k))
@@ -112,7 +107,7 @@ def _unpack_layout(buf, layout, n, k):
     return np.ascontiguousarray(w).astype(np.int8)
 
 
-class PackedWeights:
+class PackedWeights(PackedFormatMixin):
     """An int8 weight ``(out_features, in_features)`` packed for :func:`lowprec.gemm.qmatmul`.
 
     Build it with :func:`lowprec.gemm.pack_weights`.  Holds the packed matrix, the column sums
@@ -160,20 +155,7 @@ class PackedWeights:
         for layout in layouts:
             self._buffers[layout] = _pack_layout(w, layout)
 
-    # -- shape and parameters ------------------------------------------------------------
-    @property
-    def shape(self):
-        """``(out_features, in_features)``."""
-        return (self._n, self._k)
-
-    @property
-    def out_features(self):
-        return self._n
-
-    @property
-    def in_features(self):
-        return self._k
-
+    # -- parameters (shape, out_features, in_features: PackedFormatMixin) -----------------
     @property
     def per_channel(self):
         """True when the weight scales are per output channel."""
@@ -229,27 +211,18 @@ class PackedWeights:
     @classmethod
     def from_bytes(cls, data):
         """Load a weight written by :meth:`to_bytes` (on any machine); repacks for this CPU."""
-        data = memoryview(bytes(data))
-        if len(data) < _HEADER.size:
-            raise ValueError("not a lowprec packed weight: too short")
-        magic, version, flags, n, k = _HEADER.unpack_from(data, 0)
-        if magic != FORMAT_MAGIC:
-            raise ValueError("not a lowprec packed weight (bad magic)")
-        if version not in _READ_VERSIONS:
-            raise ValueError(
-                f"packed weight format version {version} is not supported by this lowprec "
-                f"(supports versions {', '.join(map(str, _READ_VERSIONS))}); repack the weight"
-            )
-        if flags & ~(_FLAG_PER_CHANNEL_SCALE | _FLAG_BIAS | _FLAG_PER_CHANNEL_ZP):
-            raise ValueError(f"packed weight has unknown flags {flags:#x}")
+        data, (_, version, flags, n, k) = _read_header(
+            data, _HEADER, FORMAT_MAGIC, _READ_VERSIONS,
+            _FLAG_PER_CHANNEL_SCALE | _FLAG_BIAS | _FLAG_PER_CHANNEL_ZP,
+            version_hint=f" by this lowprec (supports versions "
+                         f"{', '.join(map(str, _READ_VERSIONS))}); repack the weight",
+        )
         n_s = n if flags & _FLAG_PER_CHANNEL_SCALE else 1
         n_z = n if flags & _FLAG_PER_CHANNEL_ZP else 1
         n_b = n if flags & _FLAG_BIAS else 0
         n_c = k if version >= 2 else 0
         n_r = n if version >= 2 else 0
-        expected = _HEADER.size + n * k + 4 * (n_s + n_z + n_b + n_r + n_c)
-        if len(data) != expected:
-            raise ValueError(f"packed weight is {len(data)} bytes; expected {expected}")
+        _check_size(data, _HEADER.size + n * k + 4 * (n_s + n_z + n_b + n_r + n_c))
         off = _HEADER.size
         w = np.frombuffer(data, dtype=np.int8, count=n * k, offset=off).reshape(n, k)
         off += n * k
@@ -281,18 +254,8 @@ class PackedWeights:
                 )
         return pw
 
-    def save(self, path):
-        """Write :meth:`to_bytes` to ``path``."""
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    @classmethod
-    def load(cls, path):
-        """Read a file written by :meth:`save`."""
-        with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
-
     def __reduce__(self):
+        # the module-level _from_bytes (not the bound classmethod): pickles written so far name it
         return (_from_bytes, (self.to_bytes(),))
 
     # -- display -------------------------------------------------------------------------
@@ -302,25 +265,10 @@ class PackedWeights:
             "zp per-channel" if self.zero_point.shape[0] > 1 else f"zp={int(self.zero_point[0])}"
         )
         layouts = ",".join(_LAYOUT_NAMES.get(lay, str(lay)) for lay in sorted(self._buffers))
-        nb = self.nbytes
-        ratio = (4.0 * self._n * self._k / nb) if nb else 0.0
         return (
             f"PackedWeights(out_features={self._n}, in_features={self._k}, int8, {scales} scales, "
-            f"{zp}, bias={'yes' if self.bias is not None else 'no'}, layout={layouts}, "
-            f"{_fmt_bytes(nb)}, {ratio:.1f}x smaller than float32)"
+            f"{zp}, bias={self._bias_flag()}, layout={layouts}, {self._size_summary()})"
         )
-
-    def _repr_html_(self):
-        import html
-
-        return f"<code>{html.escape(repr(self))}</code>"
-
-
-def _fmt_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024.0
 
 
 def _from_bytes(data):

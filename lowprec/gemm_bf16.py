@@ -14,24 +14,19 @@ rounding; the bias is added once after the sum).  See docs/bf16_int4_gemm.md for
 """
 
 import struct
-import threading
 
-import ml_dtypes
 import numpy as np
 
 from . import _dispatch
 from ._kernels import _gemm_bf16
-from ._threads import resolve_n_threads
+from ._packed_format import (_F32, BF16, PackedFormatMixin, _activation_rows, _aligned_empty,
+                             _check_activation, _check_bias, _check_size, _n_threads,
+                             _read_header, _readonly)
 from ._validation import as_array, check_out
 
 _dispatch.register_family("gemm_bf16", _gemm_bf16)
 
 __all__ = ["PackedBF16Weights", "linear_bf16", "matmul_bf16", "pack_weights_bf16"]
-
-BF16 = np.dtype(ml_dtypes.bfloat16)
-_F32 = np.dtype(np.float32)
-#: Multiply-adds per thread below which a product stays serial (a parallel region costs us).
-_MIN_MACS_PER_THREAD = 1 << 19
 
 FORMAT_MAGIC = b"LPWB"
 FORMAT_VERSION = 1
@@ -40,47 +35,7 @@ _FLAG_BIAS = 2
 
 
 # ----------------------------------------------------------------------------------------------
-# shared helpers (also used by gemm_int4)
-
-
-def _n_threads(n_threads, work):
-    if work < 2 * _MIN_MACS_PER_THREAD and (n_threads is None or (
-            type(n_threads) is int and n_threads >= 1)):
-        return 1
-    return resolve_n_threads(n_threads, work_items=work, min_items_per_thread=_MIN_MACS_PER_THREAD)
-
-
-def _bf16_to_f32(x):
-    """Exact widening of a bfloat16 array (bits << 16), C-contiguous float32."""
-    u = np.ascontiguousarray(x).view(np.uint16)
-    return (u.astype(np.uint32) << 16).view(np.float32)
-
-
-def _activation_rows(x, k, name="x"):
-    """(float32 2-D rows with a unit column stride, leading shape) for float32 / bf16 ``x``."""
-    if x.dtype == BF16:
-        x = _bf16_to_f32(x)
-    elif x.dtype != _F32:
-        raise TypeError(f"{name} has dtype {x.dtype}; expected float32 or bfloat16")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k) if x.ndim != 2 else x
-    if x2.shape[0] and k > 1 and x2.strides[1] != 4:
-        x2 = np.ascontiguousarray(x2)
-    if x2.shape[0] and x2.strides[0] % 4:
-        x2 = np.ascontiguousarray(x2)
-    return x2, lead
-
-
-def _check_bias(bias, n):
-    if bias is None:
-        return None
-    b = as_array(bias, "bias")
-    if b.dtype.kind not in "fiu" and b.dtype != BF16:
-        raise TypeError(f"bias has dtype {b.dtype}; expected a real dtype")
-    b = np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
-    if b.shape[0] != n:
-        raise ValueError(f"bias has {b.shape[0]} entries; expected {n} (out_features)")
-    return b
+# output handling (the helpers shared with gemm_int4 live in _packed_format)
 
 
 def _out_kind(out_dtype):
@@ -107,25 +62,11 @@ def _check_rounding(rounding):
         raise ValueError(f"rounding must be 'nearest', 'truncate' or 'stochastic', got {rounding!r}")
 
 
-def _fmt_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024.0
-
-
 # ----------------------------------------------------------------------------------------------
 # packed weights
 
 
-def _aligned_empty(count, dtype, align=64):
-    dtype = np.dtype(dtype)
-    raw = np.empty(count * dtype.itemsize + align, dtype=np.uint8)
-    off = (-raw.ctypes.data) % align
-    return raw[off : off + count * dtype.itemsize].view(dtype)
-
-
-class PackedBF16Weights:
+class PackedBF16Weights(PackedFormatMixin):
     """A bfloat16 weight ``(out_features, in_features)`` packed for :func:`linear_bf16`.
 
     The packed layout (16-column panels of k pairs, src/gemm_bf16.h) is the same on every ISA;
@@ -159,21 +100,7 @@ class PackedBF16Weights:
         packed.setflags(write=False)
         self._packed = packed
         self.bias = None if bias is None else _check_bias(bias, self._n)
-        if self.bias is not None:
-            self.bias.setflags(write=False)
-
-    @property
-    def shape(self):
-        """``(out_features, in_features)``."""
-        return (self._n, self._k)
-
-    @property
-    def out_features(self):
-        return self._n
-
-    @property
-    def in_features(self):
-        return self._k
+        _readonly(self.bias)
 
     @property
     def nbytes(self):
@@ -204,49 +131,19 @@ class PackedBF16Weights:
 
     @classmethod
     def from_bytes(cls, data):
-        data = memoryview(bytes(data))
-        if len(data) < _HEADER.size:
-            raise ValueError("not a lowprec bf16 packed weight: too short")
-        magic, version, flags, n, k = _HEADER.unpack_from(data, 0)
-        if magic != FORMAT_MAGIC:
-            raise ValueError("not a lowprec bf16 packed weight (bad magic)")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"bf16 packed weight format version {version} is not supported")
-        if flags & ~_FLAG_BIAS:
-            raise ValueError(f"bf16 packed weight has unknown flags {flags:#x}")
+        data, (_, _, flags, n, k) = _read_header(data, _HEADER, FORMAT_MAGIC, (FORMAT_VERSION,),
+                                                 _FLAG_BIAS, "bf16 ")
         nb = n if flags & _FLAG_BIAS else 0
-        expected = _HEADER.size + 2 * n * k + 4 * nb
-        if len(data) != expected:
-            raise ValueError(f"bf16 packed weight is {len(data)} bytes; expected {expected}")
+        _check_size(data, _HEADER.size + 2 * n * k + 4 * nb, "bf16 ")
         w = np.frombuffer(data, dtype="<u2", count=n * k, offset=_HEADER.size).reshape(n, k)
         bias = None
         if nb:
             bias = np.frombuffer(data, dtype="<f4", count=n, offset=_HEADER.size + 2 * n * k)
         return cls(w.astype(np.uint16), None if bias is None else bias.astype(np.float32))
 
-    def save(self, path):
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    @classmethod
-    def load(cls, path):
-        with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
-
-    def __reduce__(self):
-        return (PackedBF16Weights.from_bytes, (self.to_bytes(),))
-
     def __repr__(self):
-        nb = self.nbytes
-        ratio = (4.0 * self._n * self._k / nb) if nb else 0.0
         return (f"PackedBF16Weights(out_features={self._n}, in_features={self._k}, bfloat16, "
-                f"bias={'yes' if self.bias is not None else 'no'}, layout=bf16x2-panel16, "
-                f"{_fmt_bytes(nb)}, {ratio:.1f}x smaller than float32)")
-
-    def _repr_html_(self):
-        import html
-
-        return f"<code>{html.escape(repr(self))}</code>"
+                f"bias={self._bias_flag()}, layout=bf16x2-panel16, {self._size_summary()})")
 
 
 def pack_weights_bf16(w, *, bias=None):
@@ -309,11 +206,7 @@ def linear_bf16(x, w_packed, bias=None, *, out=None, out_dtype=np.float32, round
     if not isinstance(w_packed, PackedBF16Weights):
         raise TypeError("w_packed must be a PackedBF16Weights (use pack_weights_bf16)")
     n, k = w_packed.shape
-    x = as_array(x, "x")
-    if x.dtype != _F32 and x.dtype != BF16:
-        raise TypeError(f"x has dtype {x.dtype}; expected float32 or bfloat16")
-    if x.ndim == 0 or x.shape[-1] != k:
-        raise ValueError(f"x has shape {x.shape} but the weight has in_features={k} (mismatched K)")
+    x = _check_activation(x, k)
     out_dtype = _out_kind(out_dtype)
     _check_rounding(rounding)
     b = w_packed.bias if bias is None else _check_bias(bias, n)

@@ -26,15 +26,15 @@ import numpy as np
 
 from . import _dispatch
 from ._kernels import _gemm_int4
+from ._packed_format import (BF16, PackedFormatMixin, _activation_rows, _aligned_empty,
+                             _check_activation, _check_bias, _check_size, _n_threads,
+                             _read_header, _readonly)
 from ._validation import as_array, check_int, check_out
-from .gemm_bf16 import (BF16, _activation_rows, _aligned_empty, _check_bias, _fmt_bytes,
-                        _n_threads)
 
 _dispatch.register_family("gemm_int4", _gemm_int4)
 
 __all__ = ["PackedInt4Weights", "linear_int4", "pack_weights_int4"]
 
-_F32 = np.dtype(np.float32)
 FORMAT_MAGIC = b"LPW4"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<4sHHQQI")
@@ -67,7 +67,7 @@ def _values_to_nibbles(q):
     return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
 
 
-class PackedInt4Weights:
+class PackedInt4Weights(PackedFormatMixin):
     """Group-wise int4 weight ``(out_features, in_features)`` packed for :func:`linear_int4`.
 
     Examples
@@ -102,30 +102,14 @@ class PackedInt4Weights:
         self._n, self._k, self.group_size = n, k, g
         self.qweight, self.scales, self.zero_points = qweight, scales, zero_points
         self.bias = None if bias is None else _check_bias(bias, n)
-        for arr in (qweight, scales, zero_points, self.bias):
-            if arr is not None:
-                arr.setflags(write=False)
+        _readonly(qweight, scales, zero_points, self.bias)
         nw, ns = _gemm_int4.sizes(n, k, g)
         self._words = _aligned_empty(nw, np.uint32)
         self._kscales = _aligned_empty(ns, np.float32)
         self._kzeros = None if zero_points is None else _aligned_empty(ns, np.float32)
         _gemm_int4.pack(self.unpack(), scales, zero_points, g, self._words, self._kscales,
                         self._kzeros)
-        for arr in (self._words, self._kscales, self._kzeros):
-            if arr is not None:
-                arr.setflags(write=False)
-
-    @property
-    def shape(self):
-        return (self._n, self._k)
-
-    @property
-    def out_features(self):
-        return self._n
-
-    @property
-    def in_features(self):
-        return self._k
+        _readonly(self._words, self._kscales, self._kzeros)
 
     @property
     def symmetric(self):
@@ -248,24 +232,15 @@ class PackedInt4Weights:
 
     @classmethod
     def from_bytes(cls, data):
-        data = memoryview(bytes(data))
-        if len(data) < _HEADER.size:
-            raise ValueError("not a lowprec int4 packed weight: too short")
-        magic, version, flags, n, k, g = _HEADER.unpack_from(data, 0)
-        if magic != FORMAT_MAGIC:
-            raise ValueError("not a lowprec int4 packed weight (bad magic)")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"int4 packed weight format version {version} is not supported")
-        if flags & ~(_FLAG_ZP | _FLAG_BIAS):
-            raise ValueError(f"int4 packed weight has unknown flags {flags:#x}")
+        data, (_, _, flags, n, k, g) = _read_header(data, _HEADER, FORMAT_MAGIC,
+                                                    (FORMAT_VERSION,), _FLAG_ZP | _FLAG_BIAS,
+                                                    "int4 ")
         if g < 8 or g % 8 or k % g:
             raise ValueError("int4 packed weight has an invalid group size")
         ng = k // g
         sizes = [n * k // 2, 4 * n * ng, n * ng if flags & _FLAG_ZP else 0,
                  4 * n if flags & _FLAG_BIAS else 0]
-        if len(data) != _HEADER.size + sum(sizes):
-            raise ValueError(f"int4 packed weight is {len(data)} bytes; expected "
-                             f"{_HEADER.size + sum(sizes)}")
+        _check_size(data, _HEADER.size + sum(sizes), "int4 ")
         off = _HEADER.size
         qw = np.frombuffer(data, np.uint8, sizes[0], off).reshape(n, k // 2)
         off += sizes[0]
@@ -276,31 +251,11 @@ class PackedInt4Weights:
         bias = np.frombuffer(data, "<f4", n, off).astype(np.float32) if sizes[3] else None
         return cls(qw, sc, zp, g, k, bias)
 
-    def save(self, path):
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    @classmethod
-    def load(cls, path):
-        with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
-
-    def __reduce__(self):
-        return (PackedInt4Weights.from_bytes, (self.to_bytes(),))
-
     def __repr__(self):
-        nb = self.nbytes
-        ratio = (4.0 * self._n * self._k / nb) if nb else 0.0
         zp = "symmetric" if self.symmetric else "zero points"
         return (f"PackedInt4Weights(out_features={self._n}, in_features={self._k}, int4, "
                 f"group_size={self.group_size} float32 scales, {zp}, "
-                f"bias={'yes' if self.bias is not None else 'no'}, layout=nib8-panel16, "
-                f"{_fmt_bytes(nb)}, {ratio:.1f}x smaller than float32)")
-
-    def _repr_html_(self):
-        import html
-
-        return f"<code>{html.escape(repr(self))}</code>"
+                f"bias={self._bias_flag()}, layout=nib8-panel16, {self._size_summary()})")
 
 
 def pack_weights_int4(w, *, group_size=128, symmetric=False, bias=None):
@@ -377,11 +332,7 @@ def linear_int4(x, w_packed, bias=None, *, out=None, n_threads=None):
     if not isinstance(w_packed, PackedInt4Weights):
         raise TypeError("w_packed must be a PackedInt4Weights (use pack_weights_int4)")
     n, k = w_packed.shape
-    x = as_array(x, "x")
-    if x.dtype != _F32 and x.dtype != BF16:
-        raise TypeError(f"x has dtype {x.dtype}; expected float32 or bfloat16")
-    if x.ndim == 0 or x.shape[-1] != k:
-        raise ValueError(f"x has shape {x.shape} but the weight has in_features={k} (mismatched K)")
+    x = _check_activation(x, k)
     b = w_packed.bias if bias is None else _check_bias(bias, n)
     out = check_out(out, x.shape[:-1] + (n,), np.float32, inputs=(x,))
     x2, _ = _activation_rows(x, k)

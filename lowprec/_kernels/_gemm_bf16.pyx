@@ -7,26 +7,13 @@
 # shape in M and the kernel used for a row depend on M and K only, so every output element is
 # computed by the same code in the same order whatever the thread count.
 
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint16_t, uint32_t
+
+from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
 
 from . import _runtime
 
 cdef extern from "gemm_bf16.h":
-    ctypedef struct lp_f32acc_args:
-        const float *a
-        int64_t lda
-        int64_t m, n, k
-        const void *bp
-        const float *scales
-        const float *zeros
-        int64_t group
-        const float *asum
-        const float *bias
-        float *out
-        int64_t ldo
-        int isa
-        int64_t mc, nc, tiles_m, tiles_n
     int64_t lowprec_bf16_packed_words(int64_t n, int64_t k) noexcept nogil
     void lowprec_bf16_pack(const uint16_t *w, int64_t s_n, int64_t s_k, int64_t n, int64_t k,
                            uint32_t *dst) noexcept nogil
@@ -96,45 +83,17 @@ def gemm(const float[:, :] a, const uint32_t[::1] bp, int64_t n, float[:, ::1] o
          const float[::1] bias, int n_threads=1, int isa=-1):
     """out = a @ w.T (+ bias) for the packed bf16 weight ``bp`` (n x k), float32 accumulation."""
     cdef lp_f32acc_args p
-    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int64_t m = a.shape[0], k = a.shape[1]
     cdef int err = 0, nt = max(1, n_threads)
     if isa < 0:
         isa = _isa
     if bp.shape[0] != lowprec_bf16_packed_words(n, k):
         raise ValueError("packed weight has the wrong size")
-    if out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("out has the wrong shape")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError("bias has the wrong length")
-    if m > 0 and k > 1 and a.strides[1] != 4:
-        raise ValueError("a needs a unit column stride")
-    if m == 0 or n == 0:
+    if not prepare(&p, &a[0, 0] if (m > 0 and k > 0) else NULL, a.strides[0], a.strides[1], 4, m,
+                   k, &bp[0] if bp.shape[0] > 0 else NULL, n, out, bias, isa):
         return
-    p.a = &a[0, 0] if k > 0 else NULL
-    p.lda = a.strides[0] // 4
-    p.m = m
-    p.n = n
-    p.k = k
-    p.bp = &bp[0] if bp.shape[0] > 0 else NULL
-    p.scales = NULL
-    p.zeros = NULL
-    p.group = 1
-    p.asum = NULL
-    p.bias = &bias[0] if bias is not None else NULL
-    p.out = &out[0, 0]
-    p.ldo = out.strides[0] // 4
-    p.isa = isa
     with nogil:
-        lowprec_bf16_plan(&p, nt)
-        n_tiles = p.tiles_m * p.tiles_n
-        if nt > n_tiles:
-            nt = <int>n_tiles
-        if nt > 1:
-            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
-                err += lowprec_bf16_tile(&p, t)
-        else:
-            for t in range(n_tiles):
-                err += lowprec_bf16_tile(&p, t)
+        err = run_tiles(&p, lowprec_bf16_plan, lowprec_bf16_tile, nt)
     if err:
         raise MemoryError("bf16 GEMM: could not allocate a panel buffer")
 
@@ -144,42 +103,16 @@ def gemm_bf16act(const uint16_t[:, :] a, const uint32_t[::1] bp, int64_t n, floa
     """out = a @ w.T (+ bias) for bf16 activations ``a`` (bits, unit column stride) with
     vdpbf16ps; only when bf16dot() is true."""
     cdef lp_f32acc_args p
-    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int64_t m = a.shape[0], k = a.shape[1]
     cdef int err = 0, nt = max(1, n_threads)
     if not _bf16dot:
         raise RuntimeError("the vdpbf16ps kernel is not enabled on this CPU / ISA level")
     if bp.shape[0] != lowprec_bf16_packed_words(n, k):
         raise ValueError("packed weight has the wrong size")
-    if out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("out has the wrong shape")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError("bias has the wrong length")
-    if m > 0 and k > 1 and a.strides[1] != 2:
-        raise ValueError("a needs a unit column stride")
-    if m == 0 or n == 0:
+    if not prepare(&p, &a[0, 0] if (m > 0 and k > 0) else NULL, a.strides[0], a.strides[1], 2, m,
+                   k, &bp[0] if bp.shape[0] > 0 else NULL, n, out, bias, 2):
         return
-    p.a = <const float *>&a[0, 0] if k > 0 else NULL
-    p.lda = a.strides[0] // 2
-    p.m = m
-    p.n = n
-    p.k = k
-    p.bp = &bp[0] if bp.shape[0] > 0 else NULL
-    p.scales = NULL
-    p.zeros = NULL
-    p.group = 1
-    p.asum = NULL
-    p.bias = &bias[0] if bias is not None else NULL
-    p.out = &out[0, 0]
-    p.ldo = out.strides[0] // 4
-    p.isa = 2
     with nogil:
-        lowprec_bf16_plan(&p, nt)
-        n_tiles = p.tiles_m * p.tiles_n
-        if nt > n_tiles:
-            nt = <int>n_tiles
-        if nt > 1:
-            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
-                err += lowprec_bf16_tile_bf16dot(&p, t)
-        else:
-            for t in range(n_tiles):
-                err += lowprec_bf16_tile_bf16dot(&p, t)
+        err = run_tiles(&p, lowprec_bf16_plan, lowprec_bf16_tile_bf16dot, nt)
+    if err:
+        raise MemoryError("bf16 GEMM: could not allocate a panel buffer")

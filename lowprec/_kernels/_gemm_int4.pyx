@@ -1,29 +1,17 @@
 # int4-weight products (group-wise quantized weights, float32 activations and accumulation):
 # the thin Cython layer between lowprec/gemm_int4.py and src/gemm_int4*.c (driver:
-# src/gemm_f32acc.h).  Same threading rules as _gemm_bf16.pyx: tiles over the output, each
-# computed by one thread over the full K; the kernel for a row depends on M and K only.
+# src/gemm_f32acc.h).  Same threading rules as _gemm_bf16.pyx (shared driver: _f32acc.pxd): tiles
+# over the output, each computed by one thread over the full K; the kernel for a row depends on
+# M and K only.
 
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
+
+from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
 
 from . import _runtime
 
 cdef extern from "gemm_int4.h":
-    ctypedef struct lp_f32acc_args:
-        const float *a
-        int64_t lda
-        int64_t m, n, k
-        const void *bp
-        const float *scales
-        const float *zeros
-        int64_t group
-        const float *asum
-        const float *bias
-        float *out
-        int64_t ldo
-        int isa
-        int64_t mc, nc, tiles_m, tiles_n
     void lowprec_int4_pack(const uint8_t *qv, const float *scale, const uint8_t *zp, int64_t n,
                            int64_t k, int64_t group, uint32_t *words, float *scales,
                            float *zeros) noexcept nogil
@@ -95,7 +83,7 @@ def gemm(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales
          const float[::1] bias, int n_threads=1, int isa=-1):
     """out = a @ dequantize(w).T (+ bias), float32 accumulation."""
     cdef lp_f32acc_args p
-    cdef int64_t m = a.shape[0], k = a.shape[1], t, n_tiles
+    cdef int64_t m = a.shape[0], k = a.shape[1]
     cdef int err = 0, nt = max(1, n_threads)
     cdef float *asum = NULL
     if isa < 0:
@@ -105,28 +93,12 @@ def gemm(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales
     nw, ns = sizes(n, k, group)
     if words.shape[0] != nw or scales.shape[0] != ns or (zeros is not None and zeros.shape[0] != ns):
         raise ValueError("packed weight has the wrong size")
-    if out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("out has the wrong shape")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError("bias has the wrong length")
-    if m > 0 and k > 1 and a.strides[1] != 4:
-        raise ValueError("a needs a unit column stride")
-    if m == 0 or n == 0:
+    if not prepare(&p, &a[0, 0] if (m > 0 and k > 0) else NULL, a.strides[0], a.strides[1], 4, m,
+                   k, &words[0] if nw > 0 else NULL, n, out, bias, isa):
         return
-    p.a = &a[0, 0] if k > 0 else NULL
-    p.lda = a.strides[0] // 4
-    p.m = m
-    p.n = n
-    p.k = k
-    p.bp = &words[0] if nw > 0 else NULL
     p.scales = &scales[0] if ns > 0 else NULL
     p.zeros = &zeros[0] if (zeros is not None and ns > 0) else NULL
     p.group = group
-    p.asum = NULL
-    p.bias = &bias[0] if bias is not None else NULL
-    p.out = &out[0, 0]
-    p.ldo = out.strides[0] // 4
-    p.isa = isa
     with nogil:
         if p.zeros != NULL and m <= 4 and k > 0:
             asum = <float *>malloc(<size_t>(m * (k // group) * 4 + 4))
@@ -136,16 +108,7 @@ def gemm(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales
                 lowprec_int4_group_sums(p.a, p.lda, m, k, group, asum)
                 p.asum = asum
         if not err:
-            lowprec_int4_plan(&p, nt)
-            n_tiles = p.tiles_m * p.tiles_n
-            if nt > n_tiles:
-                nt = <int>n_tiles
-            if nt > 1:
-                for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
-                    err += lowprec_int4_tile(&p, t)
-            else:
-                for t in range(n_tiles):
-                    err += lowprec_int4_tile(&p, t)
+            err = run_tiles(&p, lowprec_int4_plan, lowprec_int4_tile, nt)
         free(asum)
     if err:
         raise MemoryError("int4 GEMM: could not allocate a buffer")

@@ -7,20 +7,32 @@
 #if LOWPREC_BUILD_AVX2
 #include <immintrin.h>
 
+/* One k pair of a panel (16 words at w): columns 0-7 / 8-15 of the even k (e0, e1) and of the
+ * odd k (o0, o1) as float32.  hi = 0xFFFF0000 in every lane. */
+LOWPREC_TARGET_AVX2 static inline void bf16_decode_pair(const uint32_t *w, __m256i hi, __m256 *e0,
+                                                        __m256 *e1, __m256 *o0, __m256 *o1)
+{
+    __m256i v0 = _mm256_loadu_si256((const __m256i *)w);
+    __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 8));
+    *e0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
+    *e1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
+    *o0 = _mm256_castsi256_ps(_mm256_and_si256(v0, hi));
+    *o1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hi));
+}
+
 LOWPREC_TARGET_AVX2 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf)
 {
     int64_t k = p->k, kp = (k + 1) / 2, kfull = k / 2;
     const uint32_t *wq = (const uint32_t *)p->bp + q * kp * LP_NR;
     const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
     for (int64_t t = 0; t < kp; t++) {
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(wq + t * LP_NR));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(wq + t * LP_NR + 8));
-        _mm256_store_ps(buf + 2 * t * LP_NR, _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)));
-        _mm256_store_ps(buf + 2 * t * LP_NR + 8, _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)));
+        __m256 e0, e1, o0, o1;
+        bf16_decode_pair(wq + t * LP_NR, hi, &e0, &e1, &o0, &o1);
+        _mm256_store_ps(buf + 2 * t * LP_NR, e0);
+        _mm256_store_ps(buf + 2 * t * LP_NR + 8, e1);
         if (t < kfull) {
-            _mm256_store_ps(buf + (2 * t + 1) * LP_NR, _mm256_castsi256_ps(_mm256_and_si256(v0, hi)));
-            _mm256_store_ps(buf + (2 * t + 1) * LP_NR + 8,
-                            _mm256_castsi256_ps(_mm256_and_si256(v1, hi)));
+            _mm256_store_ps(buf + (2 * t + 1) * LP_NR, o0);
+            _mm256_store_ps(buf + (2 * t + 1) * LP_NR + 8, o1);
         }
     }
 }
@@ -42,13 +54,8 @@ LOWPREC_TARGET_AVX2 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, in
             for (int i = 0; i < MR; i++) acc0[s][i] = acc1[s][i] = _mm256_setzero_ps();         \
         for (; t + NS <= kfull; t += NS) {                                                      \
             for (int s = 0; s < NS; s++) {                                                      \
-                const uint32_t *w = wq + (t + s) * LP_NR;                                       \
-                __m256i v0 = _mm256_loadu_si256((const __m256i *)w);                            \
-                __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 8));                      \
-                __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));                     \
-                __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));                     \
-                __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(v0, hi));                      \
-                __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hi));                      \
+                __m256 e0, e1, o0, o1;                                                          \
+                bf16_decode_pair(wq + (t + s) * LP_NR, hi, &e0, &e1, &o0, &o1);                 \
                 for (int i = 0; i < MR; i++) {                                                  \
                     __m256 ae = _mm256_broadcast_ss(ap[i] + 2 * (t + s));                       \
                     __m256 ao = _mm256_broadcast_ss(ap[i] + 2 * (t + s) + 1);                   \
@@ -60,13 +67,8 @@ LOWPREC_TARGET_AVX2 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, in
             }                                                                                   \
         }                                                                                       \
         for (; t < kp; t++) { /* leftover pairs, then the odd last k (even half only) */       \
-            const uint32_t *w = wq + t * LP_NR;                                                 \
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)w);                                \
-            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 8));                          \
-            __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));                         \
-            __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));                         \
-            __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(v0, hi));                          \
-            __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hi));                          \
+            __m256 e0, e1, o0, o1;                                                              \
+            bf16_decode_pair(wq + t * LP_NR, hi, &e0, &e1, &o0, &o1);                           \
             for (int i = 0; i < MR; i++) {                                                      \
                 __m256 ae = _mm256_broadcast_ss(ap[i] + 2 * t);                                 \
                 acc0[0][i] = _mm256_fmadd_ps(ae, e0, acc0[0][i]);                               \
