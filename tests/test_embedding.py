@@ -245,7 +245,7 @@ def test_isa_paths_identical(fmt, isa):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 33, 64, 100, 128, 255, 256, 257, 300, 520])
+@pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 30, 33, 62, 64, 100, 128, 255, 256, 257, 300, 520])
 def test_fast_path_identical(fmt, dim, isa):
     """The specialised sum / mean kernels (no weights, mapping or padding: one pass with the
     accumulators in registers for D <= 256, masked tails) give the generic kernel's bits, for
