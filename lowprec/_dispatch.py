@@ -3,8 +3,8 @@
 The CPU's features decide the best path; ``LOWPREC_ISA=generic`` (read once, when lowprec is
 imported) forces the portable C kernels everywhere, ``LOWPREC_ISA=avx2`` asks for AVX2 (and
 falls back with a warning where the CPU lacks it), ``LOWPREC_ISA=avx512vnni`` likewise.  Every kernel module registers itself
-here with :func:`register_family`; it exposes ``_set_isa(level)`` and ``_get_isa()`` and
-clamps the level to the best path it implements.
+here with :func:`register_family`; it exposes ``BEST_ISA`` (the best level it implements),
+``_set_isa(level)`` and ``_get_isa()``, and the dispatcher never asks for more than ``BEST_ISA``.
 """
 
 import contextlib
@@ -67,11 +67,16 @@ def _requested_isa():
 SELECTED_ISA = _requested_isa()
 
 
+def _level_for(module, isa):
+    """The level a family runs for ``isa``: its best path at or below it."""
+    return min(ISAS.index(isa), module.BEST_ISA)
+
+
 def register_family(name, module):
     """Register a kernel module under a family name and set it to the selected ISA."""
     with _lock:
         _families[name] = module
-        module._set_isa(ISAS.index(SELECTED_ISA))
+        module._set_isa(_level_for(module, SELECTED_ISA))
 
 
 def family_isas():
@@ -98,7 +103,7 @@ def use_isa(isa):
     with _lock:
         saved = {name: mod._get_isa() for name, mod in _families.items()}
         for mod in _families.values():
-            mod._set_isa(ISAS.index(isa))
+            mod._set_isa(_level_for(mod, isa))
     try:
         yield
     finally:

@@ -10,7 +10,6 @@
 from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int32_t, uint8_t
 
-from . import _runtime
 
 cdef extern from *:
     """
@@ -85,11 +84,14 @@ CHUNK = _CHUNK
 cdef int _isa = 0
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 1
+
+
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, 1 AVX2 (higher levels clamp to AVX2, the best here)."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    cdef int best = 1 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
 
 
 def _get_isa():

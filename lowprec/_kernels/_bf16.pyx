@@ -18,7 +18,6 @@
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t, uint64_t
 
-from . import _runtime
 
 cdef extern from "bf16.h":
     int LOWPREC_BF16_NEAREST, LOWPREC_BF16_TRUNCATE, LOWPREC_BF16_STOCHASTIC
@@ -75,11 +74,14 @@ cdef inline int _use_nt(int nontemporal, Py_ssize_t out_bytes) noexcept:
     return out_bytes >= NONTEMPORAL_MIN_BYTES
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 1
+
+
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, 1 AVX2 (higher levels clamp to AVX2, the best here)."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    cdef int best = 1 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
 
 
 def _get_isa():

@@ -12,7 +12,6 @@ from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 from ._openmp_helpers cimport lowprec_omp_max_threads  # noqa: F401  (keeps the shim linked)
-from . import _runtime
 
 import numpy as np
 
@@ -53,11 +52,14 @@ OUT_F32, OUT_F16, OUT_BF16 = range(3)
 MODE_SUM, MODE_MEAN, MODE_MAX = range(3)
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 2
+
+
 def _set_isa(int level):
-    """Select the kernels: the best implemented and built level not above ``level``."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    cdef int best = 2 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
 
 
 def _get_isa():

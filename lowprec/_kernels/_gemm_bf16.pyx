@@ -38,12 +38,16 @@ cdef int _isa = 0
 cdef bint _bf16dot = False
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 2
+
+
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX-512 (clamped to what is built)."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa, _bf16dot
-    cdef int best = 2 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
     _bf16dot = _isa >= 2 and bool(_runtime.cpu_features().get("avx512bf16", False))
+
 
 
 def bf16dot():

@@ -9,7 +9,6 @@ from libc.stdlib cimport free, malloc
 
 from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
 
-from . import _runtime
 
 cdef extern from "gemm_int4.h":
     void lowprec_int4_pack(const uint8_t *qv, const float *scale, const uint8_t *zp, int64_t n,
@@ -31,11 +30,14 @@ NR = 16
 cdef int _isa = 0
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 2
+
+
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX-512 GEMV (clamped to what is built)."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    cdef int best = 2 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
 
 
 def _get_isa():

@@ -12,7 +12,6 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from libc.math cimport INFINITY
 
-from . import _runtime
 
 cdef extern from "gemm_int8.h":
     int LOWPREC_GEMM_LAYOUT_Q4X32, LOWPREC_GEMM_LAYOUT_P2X16
@@ -94,11 +93,14 @@ KERNELS = {
 cdef int _isa = 0
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 2
+
+
 def _set_isa(int level):
-    """Select the kernel path: 0 generic, 1 AVX2, 2 AVX512-VNNI (clamped to what is built)."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    cdef int best = 2 if _runtime.built_with_avx2() else 0
-    _isa = max(0, min(level, best))
+    _isa = level
 
 
 def _get_isa():

@@ -13,7 +13,6 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 
 from ._openmp_helpers cimport lowprec_omp_max_threads  # noqa: F401  (keeps the shim linked)
-from . import _runtime
 
 cdef extern from "rowwise.h" nogil:
     void lowprec_rowwise_f32_to_f16_generic(const float *x, int64_t n, uint16_t *out)
@@ -44,10 +43,14 @@ METHOD_MINMAX = 0
 METHOD_GREEDY = 1
 
 
+#: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
+BEST_ISA = 1
+
+
 def _set_isa(int level):
-    """Select the kernels: the best implemented and built level not above ``level``."""
+    """Run the kernels of ISA ``level`` (0 generic, 1 AVX2, 2 AVX-512); set by lowprec._dispatch."""
     global _isa
-    _isa = 1 if (level >= 1 and _runtime.built_with_avx2()) else 0
+    _isa = level
 
 
 def _get_isa():
