@@ -47,7 +47,7 @@ import operator
 import ml_dtypes
 import numpy as np
 
-from . import _dispatch
+from . import _dispatch, embedding_checks
 from ._kernels import _embedding
 from ._threads import resolve_n_threads
 from ._validation import as_array, check_out
@@ -332,7 +332,8 @@ def _threads_for(plans, n_threads):
 
 def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
                   per_sample_weights=None, include_last_offset=False, padding_idx=None,
-                  compressed_indices_mapping=None, out=None, out_dtype=None, n_threads=None):
+                  compressed_indices_mapping=None, out=None, out_dtype=None, n_threads=None,
+                  check="off", checksums=None):
     """Pool rows of ``table`` per bag: sum, mean or max.
 
     Parameters
@@ -362,10 +363,18 @@ def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
     out_dtype : float32 (default), float16 or bfloat16
         Defaults to ``out.dtype`` when ``out`` is given.
     n_threads : int, optional
+    check : {"off", "raise", "report"}, default "off"
+        Soft-error check (sum and mean): every bag's output sum is verified against per-row
+        checksums of the table (``lowprec.embedding_checks``, docs/soft_errors.md) with a
+        rigorous float32 tolerance, so a correct result is never flagged.  "raise" raises
+        ``lowprec.SoftErrorDetected`` naming the failed bags; "report" returns ``(out, flags)``.
+    checksums : ndarray (R, 2) of float32, optional
+        The table's row checksums; default ``table.row_checksums`` for quantized tables (taken
+        when quantized).  Float tables need them: ``embedding_checks.row_checksums(table)``.
 
     Returns
     -------
-    ndarray (B, D) of ``out_dtype``
+    ndarray (B, D) of ``out_dtype``, or ``(out, flags)`` (bool, one per bag) for "report"
 
     Examples
     --------
@@ -379,13 +388,19 @@ def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
     array([[1.5, 2.5, 3.5],
            [6. , 7. , 8. ]], dtype=float32)
     """
+    check = embedding_checks.check_mode(check)
     p = _prepare(table, indices, offsets, lengths, mode, per_sample_weights, include_last_offset,
                  padding_idx, compressed_indices_mapping)
+    if check != "off":
+        checksums = embedding_checks.checksums_for(table, checksums, p.n_rows, mode)
     dt = _out_dtype(out_dtype, out)
     out = check_out(out, (p.n_bags, p.dim), dt, inputs=p.inputs)
     # The index pre-pass runs inside the kernel call, before the first write.
-    _execute(p, out, _OUT_FMTS[dt], _threads_for([p], n_threads), check=True)
-    return out
+    nt = _threads_for([p], n_threads)
+    _execute(p, out, _OUT_FMTS[dt], nt, check=True)
+    if check == "off":
+        return out
+    return embedding_checks.finish(check, out, embedding_checks.verify(p, out, checksums, nt))
 
 
 def _per_table(value, n, name):

@@ -113,6 +113,13 @@ class RowwiseQuantizedTable:
         8, 4 or 2.
     dim : int
         D, the number of elements of a row.
+    row_checksums : ndarray of float32, shape (R, 2), read-only, or None
+        Each row's soft-error checksum, ``(sum, abs_sum)`` of its dequantized values
+        (``scale * sum(q) + D * bias`` and ``|scale| * sum(q) + D * |bias|``, the latter
+        rounded up), taken when the table was quantized or wrapped: ``embedding_bag(...,
+        check="raise"|"report")`` verifies every bag against them (docs/soft_errors.md).  They
+        are kept next to the rows, not inside them, so the rows stay byte for byte PyTorch's.
+        None when built with ``row_checksums=False``.
 
     Examples
     --------
@@ -125,9 +132,9 @@ class RowwiseQuantizedTable:
     ((1, 2), 8, 1)
     """
 
-    # Subclasses (e.g. a table that also stores per-row checksums) add their own fields to
-    # __dict__; everything in _cache is derived from `data` and is dropped when pickling.
-    def __init__(self, data, bits, dim):
+    # Everything in _cache is derived from `data` and is dropped when pickling; the checksums
+    # are not derived lazily (they must describe the rows as they were when quantized).
+    def __init__(self, data, bits, dim, *, row_checksums=True, n_threads=None):
         bits = check_int(bits, "bits", choices=_BITS)
         dim = check_int(dim, "dim", minimum=1)
         if not isinstance(data, np.ndarray):
@@ -152,15 +159,36 @@ class RowwiseQuantizedTable:
         self.bits = bits
         self.dim = dim
         self._cache = {}
+        self.row_checksums = self._checksums_arg(row_checksums, n_threads)
+
+    def _checksums_arg(self, row_checksums, n_threads):
+        """The ``row_checksums`` argument as the read-only (R, 2) float32 array (or None)."""
+        if row_checksums is None or row_checksums is False:
+            return None
+        if row_checksums is True:
+            from .embedding_checks import row_checksums as compute
+
+            return compute(self, n_threads=n_threads)
+        c = as_array(row_checksums, "row_checksums")
+        if c.dtype != np.float32 or c.shape != (self.data.shape[0], 2):
+            raise ValueError(
+                f"row_checksums must be a float32 array of shape ({self.data.shape[0]}, 2), got "
+                f"{c.dtype} {c.shape}"
+            )
+        c = np.ascontiguousarray(c).view()
+        c.flags.writeable = False
+        return c
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_fused(cls, buffer, bits, dim, *, copy=False):
+    def from_fused(cls, buffer, bits, dim, *, copy=False, row_checksums=True, n_threads=None):
         """Wrap existing fused rows (``uint8``, shape ``(R, row_bytes)``) as a table.
 
         ``buffer`` may be any array-like, including a CPU ``torch.Tensor`` from
         ``torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_prepack``.  It is not copied
-        unless ``copy=True`` (or it is not C-contiguous).
+        unless ``copy=True`` (or it is not C-contiguous).  The soft-error checksums of the rows
+        are taken now, in one pass over them (``row_checksums=False`` skips that, e.g. for a huge
+        memory map that will not be checked; an (R, 2) float32 array supplies stored ones).
 
         Examples
         --------
@@ -176,7 +204,7 @@ class RowwiseQuantizedTable:
             raise TypeError(f"buffer has dtype {buf.dtype}; expected uint8")
         if copy:
             buf = buf.copy()
-        return cls(buf, bits, dim)
+        return cls(buf, bits, dim, row_checksums=row_checksums, n_threads=n_threads)
 
     # -- shape ----------------------------------------------------------------------------
     @property
@@ -312,6 +340,7 @@ class RowwiseQuantizedTable:
             codes = self._unpack(data)
             sub = RowwiseQuantizedTable.__new__(RowwiseQuantizedTable)
             sub.data, sub.bits, sub.dim, sub._cache = data, self.bits, self.dim, {}
+            sub.row_checksums = None
             scale, bias = sub.scale, sub.bias
         return _fmaf(codes, scale[:, None], bias[:, None])
 
@@ -351,8 +380,11 @@ class RowwiseQuantizedTable:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("row_checksums", None)  # pickled before checksums existed
         self.__dict__.update(state)
         self.data.flags.writeable = False
+        if self.row_checksums is not None:
+            self.row_checksums.flags.writeable = False
 
 
 def _fmaf(a, b, c):
@@ -385,7 +417,8 @@ def _fmt_bytes(n):
 
 
 def quantize_rowwise(
-    table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, out=None, n_threads=None
+    table, *, bits=8, method="minmax", n_bins=200, ratio=0.16, out=None, n_threads=None,
+    row_checksums=True,
 ):
     """Quantize each row of a float table into FBGEMM's fused row-wise format.
 
@@ -413,6 +446,10 @@ def quantize_rowwise(
         dtype and layout are checked before anything is written; if a row turns out to hold
         NaN or infinity, the rows before it may already have been written.
     n_threads : int, optional
+    row_checksums : bool, default True
+        Also store each row's soft-error checksum (``table.row_checksums``, taken while the
+        freshly quantized rows are in cache, a few percent of the time) for
+        ``embedding_bag(..., check=...)``.
 
     Returns
     -------
@@ -490,16 +527,19 @@ def quantize_rowwise(
     else:
         block = max(1, _BLOCK_BYTES // (4 * dim))
     kernel_method = _rowwise.METHOD_GREEDY if greedy else _rowwise.METHOD_MINMAX
+    # The soft-error checksums are taken chunk by chunk, right after each chunk is quantized.
+    checks = np.empty((n_rows, 2), dtype=np.float32) if row_checksums else None
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
         # A converted (or compacted) copy of this block only, or the table itself.
         xb = np.ascontiguousarray(x[start:stop], dtype=np.float32)
         bad = _rowwise.quantize_rows(
-            xb, out[start:stop], bits, kernel_method, n_bins, min_bins, nt, chunk
+            xb, out[start:stop], bits, kernel_method, n_bins, min_bins, nt, chunk,
+            None if checks is None else checks[start:stop],
         )
         if bad >= 0:
             raise ValueError(
                 f"row {start + bad} of table contains NaN or infinity; row-wise quantization "
                 "needs finite values"
             )
-    return RowwiseQuantizedTable(out, bits, dim)
+    return RowwiseQuantizedTable(out, bits, dim, row_checksums=checks if row_checksums else False)

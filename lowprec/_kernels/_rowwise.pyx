@@ -36,6 +36,9 @@ cdef extern from "rowwise.h" nogil:
     float lowprec_rowwise_nbit_loss_avx2(const float *x, int64_t dim, int bits, float lo,
                                          float hi)
 
+cdef extern from "row_checksum.h" nogil:
+    void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt, float *checksum)
+
 # 0 = portable C, 1 = AVX2 (+FMA +F16C).  There is no AVX-512 kernel: level 2 runs AVX2.
 cdef int _isa = 0
 
@@ -73,9 +76,25 @@ cdef inline int64_t _run_rows(int isa, int method, const float *x, int64_t ldx, 
     return lowprec_rowwise_quantizen_generic(x, ldx, n, dim, bits, out, ldo)
 
 
+cdef inline int64_t _run_chunk(int isa, int method, const float *x, int64_t ldx, int64_t n,
+                               int64_t dim, int bits, int n_bins, int min_bins, uint8_t *out,
+                               int64_t ldo, float *checks) noexcept nogil:
+    """Quantize n rows, then (with ``checks``) take their checksums while they are in cache."""
+    cdef int64_t status = _run_rows(isa, method, x, ldx, n, dim, bits, n_bins, min_bins, out, ldo)
+    cdef int64_t r
+    # Table formats of row_checksum.h: 3 = 8-bit, 4 = 4-bit, 5 = 2-bit rows.
+    cdef int fmt = 3 if bits == 8 else (4 if bits == 4 else 5)
+    if checks != NULL and status < 0:
+        for r in range(n):
+            lowprec_row_checksum(out + r * ldo, dim, fmt, checks + 2 * r)
+    return status
+
+
 def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int method,
-                  int n_bins, int min_bins, int n_threads, int chunk_rows):
-    """Quantize the rows of ``x`` into the fused rows ``out`` (same number of rows).
+                  int n_bins, int min_bins, int n_threads, int chunk_rows,
+                  float[:, ::1] checks=None):
+    """Quantize the rows of ``x`` into the fused rows ``out`` (same number of rows), and with
+    ``checks`` ((rows, 2) float32) store each row's soft-error checksum (row_checksum.h).
 
     Returns -1, or the index of the first row holding a NaN or an infinity (``out`` is then
     partly written; the caller discards it).
@@ -91,6 +110,11 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int meth
     cdef int isa = _isa
     cdef const float *xp = &x[0, 0]
     cdef uint8_t *op = &out[0, 0]
+    cdef float *cp = NULL
+    if checks is not None:
+        if checks.shape[0] != n or checks.shape[1] != 2:
+            raise ValueError("checks must have shape (rows, 2)")
+        cp = &checks[0, 0]
     # One status per chunk, so that the first bad row is found whatever the thread count.
     cdef int64_t[::1] bad = _empty_int64(n_chunks)
     with nogil:
@@ -98,8 +122,9 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int meth
             for c in range(n_chunks):
                 start = c * chunk_rows
                 stop = min(start + chunk_rows, n)
-                status = _run_rows(isa, method, xp + start * dim, dim, stop - start, dim, bits,
-                                   n_bins, min_bins, op + start * ldo, ldo)
+                status = _run_chunk(isa, method, xp + start * dim, dim, stop - start, dim,
+                                    bits, n_bins, min_bins, op + start * ldo, ldo,
+                                    cp + 2 * start if cp != NULL else NULL)
                 bad[c] = status
                 if status >= 0:
                     break
@@ -107,8 +132,9 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int meth
             for c in prange(n_chunks, num_threads=n_threads, schedule='dynamic'):
                 start = c * chunk_rows
                 stop = min(start + chunk_rows, n)
-                bad[c] = _run_rows(isa, method, xp + start * dim, dim, stop - start, dim, bits,
-                                   n_bins, min_bins, op + start * ldo, ldo)
+                bad[c] = _run_chunk(isa, method, xp + start * dim, dim, stop - start, dim,
+                                    bits, n_bins, min_bins, op + start * ldo, ldo,
+                                    cp + 2 * start if cp != NULL else NULL)
     for c in range(n_chunks):
         if bad[c] >= 0:
             return c * chunk_rows + bad[c]

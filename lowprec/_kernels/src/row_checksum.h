@@ -1,0 +1,110 @@
+/* Per-row checksums of embedding tables, for EmbeddingBag's soft-error check
+ * (docs/soft_errors.md, "EmbeddingBag").  Header-only: the row-wise quantizer (_rowwise.pyx)
+ * computes them while a freshly quantized chunk is still in cache, the checker
+ * (bag_checksum.c) for tables it is handed.
+ *
+ * For a row whose values (as the EmbeddingBag kernels read them) are v[0..D):
+ *   sum     = sum_j v[j]           rounded to float32 (nearest)
+ *   abs_sum = sum_j |v[j]|-style bound of the kernels' float32 terms, rounded *up* to float32
+ * Quantized rows (v[j] = scale * q[j] + bias, codes q >= 0): both are exact functions of the
+ * integer code sum Q = sum_j q[j]:
+ *   sum = scale * Q + D * bias,   abs_sum = |scale| * Q + D * |bias|
+ * abs_sum bounds the terms the kernel adds (scale*q[j] and bias separately, since it computes
+ * fma(scale, q, acc + bias)), which is what its rounding error is proportional to.
+ * Float rows (fp32 / fp16 / bf16): sum and sum of |v[j]| in double, then rounded.
+ * Rows with NaN or infinity give a non-finite sum (the bags using them cannot be verified).
+ */
+#ifndef LOWPREC_ROW_CHECKSUM_H
+#define LOWPREC_ROW_CHECKSUM_H
+
+#include <math.h>
+#include <string.h>
+
+#include "half.h"
+#include "lowprec_common.h"
+
+/* Table formats: the same numbers as embedding.h's LOWPREC_EB_*. */
+#define LOWPREC_CS_F32 0
+#define LOWPREC_CS_F16 1
+#define LOWPREC_CS_BF16 2
+#define LOWPREC_CS_Q8 3
+#define LOWPREC_CS_Q4 4
+#define LOWPREC_CS_Q2 5
+
+/* Round a non-negative double up to a float32 that is >= it (so the tolerance stays a bound). */
+static inline float lowprec_cs_round_up(double x) {
+    float f = (float)x;
+    if ((double)f < x) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+static inline float lowprec_cs_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Sum of the D codes of a packed 4- or 2-bit row (padding bits of the last byte are zero in
+ * tables we write, but tables from elsewhere may differ: only the D real codes are counted). */
+static inline uint64_t lowprec_cs_code_sum_nbit(const uint8_t *row, int64_t dim, int bits) {
+    const int per_byte = 8 / bits;
+    const unsigned mask = (1u << bits) - 1u;
+    int64_t full = dim / per_byte;
+    uint64_t q = 0;
+    for (int64_t i = 0; i < full; i++) {
+        unsigned byte = row[i];
+        for (int k = 0; k < per_byte; k++) q += (byte >> (k * bits)) & mask;
+    }
+    for (int64_t j = full * per_byte; j < dim; j++) {
+        q += (row[j / per_byte] >> ((j % per_byte) * bits)) & mask;
+    }
+    return q;
+}
+
+/* checksum[0] = sum, checksum[1] = abs_sum of one row in format `fmt`. */
+static inline void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt,
+                                        float *checksum) {
+    double s = 0.0, a = 0.0;
+    if (fmt == LOWPREC_CS_F32) {
+        for (int64_t j = 0; j < dim; j++) {
+            float v;
+            memcpy(&v, row + 4 * j, 4);
+            s += v;
+            a += fabs((double)v);
+        }
+    } else if (fmt == LOWPREC_CS_F16 || fmt == LOWPREC_CS_BF16) {
+        for (int64_t j = 0; j < dim; j++) {
+            uint16_t h;
+            memcpy(&h, row + 2 * j, 2);
+            float v = fmt == LOWPREC_CS_F16 ? lowprec_f16_to_f32(h) : lowprec_cs_bf16_to_f32(h);
+            s += v;
+            a += fabs((double)v);
+        }
+    } else {
+        uint64_t q = 0;
+        float scale, bias;
+        if (fmt == LOWPREC_CS_Q8) {
+            for (int64_t j = 0; j < dim; j++) q += row[j];
+            memcpy(&scale, row + dim, 4);
+            memcpy(&bias, row + dim + 4, 4);
+        } else {
+            int bits = fmt == LOWPREC_CS_Q4 ? 4 : 2;
+            int64_t code_bytes = (dim * bits + 7) / 8;
+            uint16_t hs, hb;
+            q = lowprec_cs_code_sum_nbit(row, dim, bits);
+            memcpy(&hs, row + code_bytes, 2);
+            memcpy(&hb, row + code_bytes + 2, 2);
+            scale = lowprec_f16_to_f32(hs);
+            bias = lowprec_f16_to_f32(hb);
+        }
+        /* scale * Q and D * bias are exact in double (24-bit significands times integers far
+         * below 2^29); their sum is rounded once, far below the float32 tolerance. */
+        s = (double)scale * (double)q + (double)dim * (double)bias;
+        a = fabs((double)scale) * (double)q + (double)dim * fabs((double)bias);
+    }
+    checksum[0] = (float)s;
+    checksum[1] = isnan(a) ? (float)a : lowprec_cs_round_up(a);
+}
+
+#endif /* LOWPREC_ROW_CHECKSUM_H */

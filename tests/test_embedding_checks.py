@@ -1,0 +1,306 @@
+"""EmbeddingBag soft-error check: row checksums against NumPy, clean runs never flag, injected
+flips are caught, bad arguments raise before anything runs."""
+
+import pickle
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lowprec
+from lowprec.embedding import embedding_bag
+from lowprec.embedding_checks import row_checksums
+from lowprec.embedding_faults import evaluate_embedding
+from lowprec.rowwise import RowwiseQuantizedTable, fused_row_bytes, quantize_rowwise
+
+from hard_cases import EMBEDDING_DIMS, embedding_bag_cases
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _round_up_f32(x):
+    """float32 >= x (float64), the smallest such."""
+    f = x.astype(np.float32)
+    low = f.astype(np.float64) < x
+    f[low] = np.nextafter(f[low], np.float32(np.inf))
+    return f
+
+
+def _codes(table):
+    """Integer codes (R, D) of a quantized table, unpacked here with NumPy."""
+    data = table.data
+    if table.bits == 8:
+        return data[:, : table.dim].astype(np.int64)
+    per = 8 // table.bits
+    nbytes = -(-table.dim // per)
+    shifts = np.arange(per) * table.bits
+    q = (data[:, :nbytes, None] >> shifts) & ((1 << table.bits) - 1)
+    return q.reshape(len(table), -1)[:, : table.dim].astype(np.int64)
+
+
+def _reference_checksums(table):
+    """(sum, abs_sum) per row from the definition, in NumPy float64."""
+    if isinstance(table, RowwiseQuantizedTable):
+        q = _codes(table).sum(axis=1).astype(np.float64)
+        s = table.scale.astype(np.float64)
+        b = table.bias.astype(np.float64)
+        total = s * q + table.dim * b
+        bound = np.abs(s) * q + table.dim * np.abs(b)
+    else:
+        v = table.astype(np.float64)
+        total = v.sum(axis=1)
+        bound = np.abs(v).sum(axis=1)
+    return total, bound
+
+
+@pytest.mark.parametrize("kind", ["f32", "f16", "bf16", 8, 4, 2])
+@pytest.mark.parametrize("dim", [1, 3, 7, 16, 65, 163])
+def test_row_checksums_match_numpy(kind, dim):
+    rng = np.random.default_rng(dim)
+    x = rng.uniform(-3, 5, (57, dim)).astype(np.float32)
+    if kind in ("f32", "f16", "bf16"):
+        table = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
+    else:
+        table = quantize_rowwise(x, bits=kind)
+    cs = row_checksums(table)
+    total, bound = _reference_checksums(table)
+    # The sum is rounded to nearest from a double that is within a few double ulps of exact.
+    np.testing.assert_allclose(cs[:, 0], total, rtol=2 ** -23, atol=0)
+    assert np.all(cs[:, 1].astype(np.float64) >= bound * (1 - 2 ** -50))
+    np.testing.assert_array_equal(cs[:, 1], _round_up_f32(bound))
+    if isinstance(table, RowwiseQuantizedTable):
+        # Taken during quantization (fused in the chunk loop): the same values.
+        np.testing.assert_array_equal(table.row_checksums, cs)
+        assert not table.row_checksums.flags.writeable
+
+
+def test_nbit_padding_bits_are_ignored():
+    t = quantize_rowwise(np.random.default_rng(1).uniform(-1, 1, (9, 7)).astype(np.float32),
+                         bits=4)
+    data = t.data.copy()
+    data[:, 3] |= 0xF0  # the unused high nibble of the last code byte (D = 7)
+    u = RowwiseQuantizedTable.from_fused(data, bits=4, dim=7)
+    np.testing.assert_array_equal(u.row_checksums, t.row_checksums)
+
+
+def _lookup(rng, rows, bags, size):
+    return rng.integers(0, rows, (bags, size)).astype(np.int64)
+
+
+TABLE_KINDS = ["f32", "f16", "bf16", 8, 4, 2]
+
+
+def _make_table(kind, x):
+    if kind in ("f32", "f16", "bf16"):
+        t = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
+        return t, row_checksums(t)
+    return quantize_rowwise(x, bits=kind), None
+
+
+@pytest.mark.parametrize("kind", TABLE_KINDS)
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16, BF16])
+def test_clean_runs_never_flag(isa, kind, out_dtype):
+    rng = np.random.default_rng(3)
+    for dim in (1, 8, 17, 64, 129):
+        x = (rng.standard_normal((300, dim)) * rng.uniform(0.01, 30, (300, 1))).astype(
+            np.float32)
+        t, cs = _make_table(kind, x)
+        idx = _lookup(rng, 300, 50, 33)
+        w = rng.standard_normal(idx.shape).astype(np.float32) * 10
+        for extra in ({}, {"mode": "mean"}, {"per_sample_weights": w},
+                      {"padding_idx": int(idx[0, 0])}):
+            out, flags = embedding_bag(t, idx, check="report", checksums=cs,
+                                       out_dtype=out_dtype, **extra)
+            assert flags.shape == (50,) and flags.dtype == bool
+            assert not flags.any(), (dim, extra)
+            np.testing.assert_array_equal(
+                out, embedding_bag(t, idx, checksums=cs, out_dtype=out_dtype, **extra))
+
+
+@pytest.mark.parametrize("kind", TABLE_KINDS)
+def test_clean_hard_bag_layouts_never_flag(kind):
+    rng = np.random.default_rng(4)
+    for dim in EMBEDDING_DIMS:
+        x = rng.uniform(-2, 2, (20, dim)).astype(np.float32)
+        t, cs = _make_table(kind, x)
+        for case in embedding_bag_cases(20):
+            for mode in ("sum", "mean"):
+                out, flags = embedding_bag(t, case["indices"], case["offsets"], mode=mode,
+                                           include_last_offset=case["include_last_offset"],
+                                           check="report", checksums=cs)
+                assert not flags.any()
+
+
+def test_clean_with_pruning_mapping():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (40, 24)).astype(np.float32)
+    t = quantize_rowwise(x, bits=4)
+    mapping = rng.integers(-1, 40, 100).astype(np.int32)
+    idx = rng.integers(0, 100, (30, 9)).astype(np.int64)
+    out, flags = embedding_bag(t, idx, compressed_indices_mapping=mapping, check="report")
+    assert not flags.any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(TABLE_KINDS),
+    rows=st.integers(1, 50),
+    dim=st.integers(1, 70),
+    bags=st.integers(0, 12),
+    size=st.integers(0, 40),
+    scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e3, 1e30]),
+    offset=st.sampled_from([0.0, 1.0, -1e4]),
+    mode=st.sampled_from(["sum", "mean"]),
+    weights=st.booleans(),
+    seed=st.integers(0, 2 ** 16),
+)
+def test_hypothesis_clean_never_flags(kind, rows, dim, bags, size, scale, offset, mode, weights,
+                                      seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, dim)) * scale + offset * scale).astype(np.float32)
+    if kind in (4, 2, "f16") and np.abs(x).max() > 6e4:
+        x = np.clip(x, -6e4, 6e4)  # the fp16 scale / bias / values must be finite
+    t, cs = _make_table(kind, x)
+    idx = rng.integers(0, rows, (bags, size)).astype(np.int64)
+    extra = {"mode": mode}
+    if weights and mode == "sum":
+        extra["per_sample_weights"] = rng.uniform(-2, 2, idx.shape).astype(np.float32)
+    out, flags = embedding_bag(t, idx, check="report", checksums=cs, **extra)
+    if np.all(np.isfinite(out)):
+        assert not flags.any()
+
+
+def test_flags_do_not_depend_on_threads_or_isa():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, (2000, 64)).astype(np.float32)
+    t = quantize_rowwise(x, bits=8)
+    idx = _lookup(rng, 2000, 3000, 20)
+    buf = t.data.base
+    buf[idx[7, 3], 5] ^= 0x80  # a corrupted code: bags using that row must fail, on any path
+    results = []
+    for name in lowprec._dispatch.available_isas():
+        with lowprec._dispatch.use_isa(name):
+            for nt in (1, 2):
+                results.append(embedding_bag(t, idx, check="report", n_threads=nt)[1])
+    users = (idx == idx[7, 3]).any(axis=1)
+    for f in results:
+        np.testing.assert_array_equal(f, users)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_flips_in_codes_scales_biases_are_caught(isa, bits):
+    """Every flip of a code's top bit, and of the top exponent bits of a scale or bias, moves
+    the output far beyond the tolerance: each is flagged, on exactly the bags using the row."""
+    rng = np.random.default_rng(bits)
+    dim = 32
+    x = rng.uniform(-1, 1, (200, dim)).astype(np.float32)
+    buf = np.empty((200, fused_row_bytes(dim, bits)), np.uint8)
+    t = quantize_rowwise(x, bits=bits, out=buf)
+    idx = _lookup(rng, 200, 100, 16)
+    code_bytes = dim * bits // 8
+    fsize = 4 if bits == 8 else 2
+    flips = [(b, 7) for b in range(0, code_bytes, 3)]  # top bit of a code (or of the byte)
+    flips += [(code_bytes + fsize - 1, 6), (code_bytes + 2 * fsize - 1, 6)]  # exponent bits
+    for row in np.unique(idx)[:15]:
+        users = (idx == row).any(axis=1)
+        for byte, bit in flips:
+            buf[row, byte] ^= np.uint8(1 << bit)
+            try:
+                _, flags = embedding_bag(t, idx, check="report")
+            finally:
+                buf[row, byte] ^= np.uint8(1 << bit)
+            np.testing.assert_array_equal(flags, users, err_msg=f"row {row} byte {byte}")
+
+
+def test_float_table_value_flips_and_output_flips_are_caught():
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-1, 1, (100, 16)).astype(np.float32)
+    cs = row_checksums(x)
+    idx = _lookup(rng, 100, 40, 8)
+    row = int(idx[3, 2])
+    x.view(np.uint32)[row, 5] ^= np.uint32(1 << 29)  # an exponent bit: the value moves a lot
+    _, flags = embedding_bag(x, idx, check="report", checksums=cs)
+    np.testing.assert_array_equal(flags, (idx == row).any(axis=1))
+    x.view(np.uint32)[row, 5] ^= np.uint32(1 << 29)
+    # The output seam: evaluate_embedding flips stored outputs between pooling and check.
+    r = evaluate_embedding(x, bits=None, n_bags=40, bag_size=8, n_flips=200, n_clean=50,
+                           targets=("outputs",), overhead=False)
+    out = r["targets"]["outputs"]
+    assert out["significant"] > 50
+    assert out["detected"] == out["significant"]
+    assert r["false_positives"] == 0
+
+
+def test_nonfinite_rows_flag_the_bags_that_use_them():
+    x = np.ones((4, 3), np.float32)
+    x[2, 1] = np.inf
+    cs = row_checksums(x)
+    _, flags = embedding_bag(x, [[0, 1], [2, 3], [3, 3]], check="report", checksums=cs)
+    assert flags.tolist() == [False, True, False]
+
+
+def test_raise_names_the_bags():
+    x = np.random.default_rng(0).uniform(-1, 1, (10, 4)).astype(np.float32)
+    cs = row_checksums(x)
+    idx = np.array([[0, 1], [2, 3], [4, 2]])
+    out = embedding_bag(x, idx, check="raise", checksums=cs)
+    np.testing.assert_array_equal(out, embedding_bag(x, idx))
+    cs_bad = cs.copy()
+    cs_bad[2, 0] += 1.0  # a corrupted stored checksum (or, equally, a corrupted row 2)
+    with pytest.raises(lowprec.SoftErrorDetected, match=r"EmbeddingBag.*2 bag\(s\): 1, 2") as e:
+        embedding_bag(x, idx, check="raise", checksums=cs_bad)
+    assert e.value.rows.tolist() == [1, 2]
+    assert e.value.flags.tolist() == [False, True, True]
+    np.testing.assert_array_equal(e.value.result, out)
+
+
+def test_bad_arguments():
+    x = np.ones((5, 3), np.float32)
+    idx = [[0, 1]]
+    with pytest.raises(ValueError, match="check must be one of"):
+        embedding_bag(x, idx, check="yes", checksums=row_checksums(x))
+    with pytest.raises(ValueError, match="checksums=lowprec.embedding_checks.row_checksums"):
+        embedding_bag(x, idx, check="report")
+    with pytest.raises(ValueError, match="mode='max' has no checksum"):
+        embedding_bag(x, idx, mode="max", check="report", checksums=row_checksums(x))
+    with pytest.raises(ValueError, match=r"expected \(5, 2\)"):
+        embedding_bag(x, idx, check="report", checksums=np.zeros((4, 2), np.float32))
+    with pytest.raises(TypeError, match="checksums has dtype float64"):
+        embedding_bag(x, idx, check="report", checksums=np.zeros((5, 2)))
+    t = quantize_rowwise(x, row_checksums=False)
+    assert t.row_checksums is None
+    with pytest.raises(ValueError, match="row_checksums=False"):
+        embedding_bag(t, idx, check="raise")
+    out = np.full((1, 3), 7, np.float32)
+    with pytest.raises(IndexError):
+        embedding_bag(x, [[0, 9]], check="report", checksums=row_checksums(x), out=out)
+    assert np.all(out == 7)
+    with pytest.raises(ValueError, match="row_checksums must be a float32 array"):
+        RowwiseQuantizedTable(t.data, 8, 3, row_checksums=np.zeros((5, 3), np.float32))
+
+
+def test_checksums_survive_pickle_and_from_fused():
+    x = np.random.default_rng(2).uniform(-1, 1, (30, 10)).astype(np.float32)
+    t = quantize_rowwise(x, bits=2)
+    u = pickle.loads(pickle.dumps(t))
+    np.testing.assert_array_equal(u.row_checksums, t.row_checksums)
+    assert not u.row_checksums.flags.writeable
+    v = RowwiseQuantizedTable.from_fused(t.data, bits=2, dim=10)
+    np.testing.assert_array_equal(v.row_checksums, t.row_checksums)
+    assert RowwiseQuantizedTable.from_fused(t.data, 2, 10, row_checksums=False).row_checksums \
+        is None
+
+
+def test_evaluate_embedding_small():
+    x = np.random.default_rng(0).uniform(-1, 1, (300, 16)).astype(np.float32)
+    r = evaluate_embedding(x, bits=4, n_bags=64, bag_size=8, n_flips=150, n_clean=60,
+                           overhead=False)
+    assert r["false_positives"] == 0
+    for name, t in r["targets"].items():
+        assert t["flips"] == 150
+        assert t["significant"] > 0, name
+        assert t["detected"] >= 0.99 * t["significant"], (name, t)
+    assert "| codes |" in r.table()
+    assert "codes:" in r.bits_table()
