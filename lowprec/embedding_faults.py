@@ -196,7 +196,8 @@ def evaluate_embedding(table, *, bits=8, n_bags=2048, bag_size=32, n_flips=10000
                 finally:
                     row_view[row, byte] ^= np.uint8(1 << bit8)
                 users = (idx == row).any(axis=1)
-            moved = _significant_bags(y, clean, norms)
+            # Only the bags that read the corrupted row (or hold the flipped output) can move.
+            moved = _significant_bags(y[users], clean[users], norms[users])
             bb = by_bit.setdefault(bit, [0, 0])
             if moved.any():
                 sig += 1

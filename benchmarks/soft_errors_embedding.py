@@ -1,0 +1,138 @@
+"""Soft-error detection of EmbeddingBag (issue 7): fault-injection table, detection by bit
+position, false positives and overhead, next to Li et al. 2021's figures.
+
+    python benchmarks/soft_errors_embedding.py [--flips 10000] [--clean 10000] [--quick]
+
+For the main table (1,000,000 x 128) and each format (8/4/2-bit rows, float32 / float16 /
+bfloat16 values): ``--flips`` single-bit flips per target (codes, scales, biases or values,
+outputs) and ``--clean`` clean runs through lowprec.embedding_faults.evaluate_embedding, on the
+EmbeddingBag benchmark lookup (2048 bags of 32 uniform indices).  The other benchmark tables
+(1,000,000 x 64, 100,000 x 128) get ``--other-flips``.  Then the overhead of check="report"
+against check="off": CPU time of the calling thread at 1 thread (alternating, robust to the other
+processes of a shared machine) and the wall-clock ratio of medians at 1 and 2 threads
+(lowprec.bench.harness.compare), on uniform and Zipf indices.
+"""
+
+import argparse
+import time
+
+import ml_dtypes
+import numpy as np
+
+from lowprec.bench.harness import compare, median
+from lowprec.embedding import embedding_bag
+from lowprec.embedding_checks import row_checksums
+from lowprec.embedding_faults import PAPER_EMBEDDING, evaluate_embedding
+from lowprec.rowwise import quantize_rowwise
+
+TABLES = [(1_000_000, 128), (1_000_000, 64), (100_000, 128)]
+FORMATS = [8, 4, 2, "float32", "float16", "bfloat16"]
+BARS = {"detection": 0.99, "false_positives": 0.01, "overhead": 0.15}
+DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+
+def _table(rows, dim, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (rows, dim)).astype(np.float32)
+
+
+def _indices(rows, dist, rng, bags=2048, size=32):
+    """The lookups of benchmarks/compare_embedding.py: uniform, or Zipf (a = 1.05) with the
+    hot rows spread over the table by a random permutation."""
+    if dist == "uniform":
+        return rng.integers(0, rows, (bags, size)).astype(np.int64)
+    perm = rng.permutation(rows)
+    return perm[(rng.zipf(1.05, (bags, size)) - 1) % rows].astype(np.int64)
+
+
+def detection(args):
+    summary = []
+    for rows, dim in TABLES:
+        x = _table(rows, dim)
+        flips = args.flips if (rows, dim) == TABLES[0] else args.other_flips
+        clean = args.clean if (rows, dim) == TABLES[0] else args.other_flips
+        for fmt in FORMATS:
+            bits = fmt if isinstance(fmt, int) else None
+            tab = x if bits else x.astype(DTYPES[fmt])
+            t0 = time.perf_counter()
+            r = evaluate_embedding(tab, bits=bits, n_flips=flips, n_clean=clean, seed=1,
+                                   overhead=False)
+            print(r.table())
+            print("by bit (bit: detected/significant):")
+            print(r.bits_table())
+            print(f"  {time.perf_counter() - t0:.1f} s", flush=True)
+            rates = [t["detection_rate"] for t in r["targets"].values()
+                     if t["detection_rate"] is not None]
+            summary.append((r["table"], min(rates), r["false_positives"], r["clean_runs"]))
+            print()
+    print("| table | min detection of significant flips (bar 99%) | false positives (bar 1%) |"
+          " paper |")
+    print("|---|---|---|---|")
+    for desc, rate, fp, n in summary:
+        print(f"| {desc} | {100 * rate:.2f}% | {fp}/{n} | {100 * PAPER_EMBEDDING['detection']:.0f}%"
+              f" / < {100 * PAPER_EMBEDDING['false_positives']:.0f}% |")
+
+
+def overhead(args):
+    rng = np.random.default_rng(2)
+
+    def cpu(f, number):
+        t = time.thread_time()
+        for _ in range(number):
+            f()
+        return (time.thread_time() - t) / number
+
+    print("| table | format | indices | off CPU us (1t) | report CPU us (1t) | overhead 1t CPU |"
+          " wall 1t | wall 2t | bar |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rows, dim in TABLES:
+        x = _table(rows, dim)
+        for fmt in FORMATS:
+            if isinstance(fmt, int):
+                tab, cs = quantize_rowwise(x, bits=fmt), None
+            else:
+                tab = x.astype(DTYPES[fmt])
+                cs = row_checksums(tab)
+            for dist in args.dist:
+                idx = _indices(rows, dist, rng)
+                s1, s2 = [], []
+                for _ in range(args.repeats):
+                    s1.append(cpu(lambda: embedding_bag(tab, idx, n_threads=1, checksums=cs), 5))
+                    s2.append(cpu(lambda: embedding_bag(tab, idx, n_threads=1, checksums=cs,
+                                                        check="report"), 5))
+                c1, c2 = np.median(s1), np.median(s2)
+                walls = []
+                for nt in (1, 2):
+                    s = compare({
+                        "off": lambda: embedding_bag(tab, idx, n_threads=nt, checksums=cs),
+                        "report": lambda: embedding_bag(tab, idx, n_threads=nt, checksums=cs,
+                                                        check="report"),
+                    }, repeats=args.repeats, min_sample_time=0.02)
+                    walls.append(median(s["report"]) / median(s["off"]) - 1)
+                print(f"| {rows}x{dim} | {fmt} | {dist} | {c1 * 1e6:.0f} | {c2 * 1e6:.0f} | "
+                      f"{100 * (c2 / c1 - 1):.1f}% | {100 * walls[0]:.1f}% | {100 * walls[1]:.1f}% "
+                      f"| <= 15% |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flips", type=int, default=10000)
+    ap.add_argument("--clean", type=int, default=10000)
+    ap.add_argument("--other-flips", type=int, default=1000,
+                    help="flips per target and clean runs for the other tables")
+    ap.add_argument("--quick", action="store_true", help="1000 flips / clean runs")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--dist", nargs="+", default=["uniform", "zipf"])
+    ap.add_argument("--overhead-only", action="store_true")
+    ap.add_argument("--detection-only", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.flips = args.clean = 1000
+        args.other_flips = 200
+    if not args.overhead_only:
+        detection(args)
+    if not args.detection_only:
+        overhead(args)
+
+
+if __name__ == "__main__":
+    main()
