@@ -1,5 +1,8 @@
 """Fault injection for evaluating lowprec's soft-error checks (docs/soft_errors.md).
 
+EmbeddingBag's fault injection lives in :mod:`lowprec.embedding_faults` and is re-exported here
+(:func:`evaluate_embedding`); the rest of this module is the int8 GEMM's.
+
 Flip chosen or random bits in the packed weights, the activations, the int32 accumulators or
 the outputs of the exact int8 GEMM, run it with ``check="report"``, and measure detection
 rate, false positives and overhead - the kind of table Li et al. (2021), "Efficient Soft-Error
@@ -44,10 +47,14 @@ import numpy as np
 
 from . import gemm as _gemm
 from ._kernels import _gemm_int8
+from .embedding_faults import PAPER_EMBEDDING, EmbeddingFaultReport, evaluate_embedding
 
 __all__ = [
+    "EmbeddingFaultReport",
     "GemmFaultReport",
+    "PAPER_EMBEDDING",
     "PAPER_GEMM",
+    "evaluate_embedding",
     "evaluate_gemm",
     "flip_bit",
     "flipped_weight_bit",
