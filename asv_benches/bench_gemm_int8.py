@@ -90,3 +90,29 @@ class PackWeights:
 
     def time_pack_float(self, shape):
         G.pack_weights(self.w)
+
+
+class CallOverhead:
+    """Per-call overhead of a tiny product (1 x 32 x 4) with repeated, cached arguments: the
+    C-level fast paths of qmatmul / linear (docs/int8_gemm.md, "Call overhead")."""
+
+    params = ["qmatmul_u8", "qmatmul_i32", "qmatmul_report", "linear"]
+    param_names = ["call"]
+
+    def setup(self, call):
+        rng = np.random.default_rng(0)
+        a = rng.integers(0, 256, (1, 4), dtype=np.uint8)
+        x = rng.standard_normal((1, 4), dtype=np.float32)
+        pw = G.pack_weights(rng.integers(-127, 128, (32, 4), dtype=np.int8), scale=0.01)
+        out8, out32, outf = (np.empty((1, 32), t) for t in (np.uint8, np.int32, np.float32))
+        kw8 = dict(a_scale=0.02, a_zero_point=3, out_dtype=np.uint8, out_scale=0.5, n_threads=1)
+        self.fn = {
+            "qmatmul_u8": lambda: G.qmatmul(a, pw, out=out8, **kw8),
+            "qmatmul_i32": lambda: G.qmatmul(a, pw, a_zero_point=3, out=out32, n_threads=1),
+            "qmatmul_report": lambda: G.qmatmul(a, pw, out=out8, check="report", **kw8),
+            "linear": lambda: G.linear(x, pw, out=outf, n_threads=1),
+        }[call]
+        self.fn()  # fills the fast-path entry
+
+    def time_call(self, call):
+        self.fn()

@@ -278,6 +278,30 @@ def _consts(pw, layout, kind, a_zp, mult, bias_term):
                                   (buf, coloff, bzp, mult, bias_term))
 
 
+_FAST_CHECKS = {"off": 0, "raise": 1, "report": 2}
+# id(out_dtype) -> (output kind, the object): identity, not equality (np.dtype(np.uint8) ==
+# "uint8"); the object is kept so that its id stays taken
+_FAST_DTYPES = {id(t): (v, t) for t, v in (
+    [(t, _OUT_KINDS[np.dtype(t)]) for t in (np.int32, np.float32, np.uint8, np.int8)]
+    + [(dt, v) for dt, v in _OUT_KINDS.items()])}
+
+
+def _fast_key(out_dtype, a_scale, a_zero_point, out_scale, out_zero_point, relu):
+    """The cache key of qmatmul's fast path (the validated arguments of an earlier call), or None
+    for arguments it does not take: only exact Python ints / floats / bools and NumPy's own dtype
+    objects, so that no value that compares equal to a valid one (True == 1, "uint8" ==
+    np.dtype(np.uint8)) but would be rejected or read differently can hit the cache."""
+    if (type(a_zero_point) is not int or type(out_zero_point) is not int
+            or type(relu) is not bool or (a_scale is not None and type(a_scale) is not float)
+            or (out_scale is not None and type(out_scale) is not float)):
+        return None
+    kind = _FAST_DTYPES.get(id(out_dtype))
+    if kind is None:
+        return None
+    return ("fast", _gemm_int8._get_isa(), kind[0], a_zero_point, a_scale, out_scale,
+            out_zero_point, relu)
+
+
 def _check_mode(check):
     if check is None or check is False:
         return "off"
@@ -404,6 +428,27 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     >>> qmatmul(np.array([[255, 255]], dtype=np.uint8), pw)
     array([[-255]], dtype=int32)
     """
+    fkey = None
+    if type(w_packed) is PackedWeights and bias is None and _inject is None:
+        fkey = _fast_key(out_dtype, a_scale, a_zero_point, out_scale, out_zero_point, relu)
+        entry = None
+        if fkey is not None:
+            try:
+                entry = w_packed._cache.get(fkey)
+            except AttributeError:  # state from another version: _check_packed says so
+                pass
+        if entry is not None and type(check) is str:
+            mode = _FAST_CHECKS.get(check)
+            r = None if mode is None else _gemm_int8.qmatmul_fast(entry, a_q, out, n_threads, mode)
+            if r is not None:
+                if mode == 0:
+                    return r
+                y, flags, bad = r
+                if mode == 2:
+                    return y, flags
+                if bad:
+                    raise SoftErrorDetected(flags, y, "int8 GEMM")
+                return y
     _check_packed(w_packed)
     check = "off" if check == "off" else _check_mode(check)
     n, k = w_packed.shape
@@ -480,6 +525,10 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
                 mult, bias_term = _multipliers(w_packed, a_s, y_s, w_packed.bias)
             consts = _cached(w_packed, key, lambda: _consts(
                 w_packed, layout, kind, a_zp + shift, mult, bias_term))
+        if fkey is not None and shift == 0:
+            # every argument of this combination is valid: later calls with it take the fast path
+            _cached(w_packed, fkey, lambda: _gemm_int8.make_fast_entry(
+                consts, y_zp, lo, hi, relu, out_dtype, w_packed.wsum, w_packed.chk_r))
     if check == "off":
         _run(a_u8, w_packed, out2, kind, a_zp + shift, mult, bias_term, y_zp, lo, hi, relu,
              n_threads, consts)
@@ -518,6 +567,25 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
     >>> linear(np.array([[1.0, -1.0]], dtype=np.float32), pw).round(2)
     array([[ 1., -1.]], dtype=float32)
     """
+    fkey = None
+    if type(w_packed) is PackedWeights and bias is None and type(relu) is bool:
+        fkey = ("linear", _gemm_int8._get_isa(), relu)
+        try:
+            entry = w_packed._cache.get(fkey)
+        except AttributeError:  # state from another version: _check_packed says so
+            entry = None
+        if entry is not None and type(check) is str:
+            mode = _FAST_CHECKS.get(check)
+            r = None if mode is None else _gemm_int8.linear_fast(entry, x, out, n_threads, mode)
+            if r is not None:
+                if mode == 0:
+                    return r
+                y, flags, bad = r
+                if mode == 2:
+                    return y, flags
+                if bad:
+                    raise SoftErrorDetected(flags, y, "int8 linear")
+                return y
     if isinstance(w_packed, (PackedBF16Weights, PackedInt4Weights)):
         if relu or check != "off":
             raise ValueError("relu= and check= apply to int8 weights only")
@@ -550,6 +618,12 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
         nt = resolve_n_threads(n_threads, work_items=work, min_items_per_thread=_MIN_MACS_PER_THREAD)
     qbuf = np.empty((m, k), dtype=np.uint8)
     out2 = out.reshape(-1, n) if out.ndim != 2 else out
+    if fkey is not None:
+        # the weight's arguments are valid for this ISA: later calls take the fast path
+        _cached(w_packed, fkey, lambda: _gemm_int8.make_linear_entry(
+            buf, layout, n, k, w_packed.colsum, bzp, wscale, b, relu, w_packed.wsum,
+            w_packed.chk_r,
+            (buf, w_packed.colsum, bzp, wscale, b, w_packed.wsum, w_packed.chk_r)))
     # min/max, qparams, quantization, corrections and the product in one C call; it raises
     # ValueError for a non-finite x before anything is written to out
     if check == "off":

@@ -637,3 +637,181 @@ def test_bad_n_threads_small_problems(bad, exc):
         G.qmatmul(rand_u8((2, 5)), pw, n_threads=bad)
     with pytest.raises(exc):
         G.linear(np.ones((2, 5), np.float32), pw, n_threads=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast paths (qmatmul / linear calls that repeat validated arguments skip the Python checks)
+
+
+def _fast_entries(pw):
+    return [key for key in pw._cache if key[0] in ("fast", "linear")]
+
+
+def test_fast_path_same_results(isa):
+    rng = np.random.default_rng(31)
+    m, n, k = 11, 70, 45
+    a, w = rand_u8((m, k), rng), rand_s8((n, k), rng)
+    w_s = rng.uniform(0.002, 0.02, n).astype(np.float32)
+    bias = rng.normal(size=n).astype(np.float32)
+    for zp in (0, rng.integers(-128, 128, n)):  # symmetric, and per-channel zero points
+        pw = G.pack_weights(w, scale=w_s, zero_point=zp, bias=bias)
+        kw = dict(a_scale=0.03, a_zero_point=7, out_dtype=np.uint8, out_scale=0.2,
+                  out_zero_point=5)
+        acc = ref_int(a, w, 7, zp)
+        want, v = ref_requant(acc, 0.03, w_s, 0.2, 5, bias, False, 0, 255)
+        first = G.qmatmul(a, pw, **kw)
+        assert _fast_entries(pw)
+        for _ in range(2):  # fast path, with and without out=, on row views
+            np.testing.assert_array_equal(G.qmatmul(a, pw, **kw), first)
+            out = np.empty((m, n), np.uint8)
+            assert G.qmatmul(a, pw, out=out, **kw) is out
+            np.testing.assert_array_equal(out, first)
+            np.testing.assert_array_equal(G.qmatmul(a[::2], pw, **kw), first[::2])
+        assert not np.any((first != want) & ~ties(v))
+        for _ in range(2):
+            np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=7), acc)
+            y, flags = G.qmatmul(a, pw, a_zero_point=7, check="report")
+            np.testing.assert_array_equal(y, acc)
+            assert flags.dtype == bool and flags.shape == (m,) and not flags.any()
+            np.testing.assert_array_equal(G.qmatmul(a, pw, a_zero_point=7, check="raise"), acc)
+        x = rng.normal(size=(m, k)).astype(np.float32)
+        y0 = G.linear(x, pw)
+        for _ in range(2):
+            np.testing.assert_array_equal(G.linear(x, pw), y0)
+            np.testing.assert_array_equal(G.linear(x, pw, check="raise"), y0)
+        q, x_s, x_zp = G.quantize_activations(x)
+        want_y = np.float64(x_s) * w_s.astype(np.float64) * ref_int(q, w, x_zp, zp)
+        np.testing.assert_array_equal(y0, (want_y + bias.astype(np.float64)).astype(np.float32))
+
+
+def test_fast_path_rejects_like_the_general_path():
+    # the same bad arguments as test_bad_input_nothing_written, after valid calls cached the
+    # arguments of the fast paths: every one must still raise and leave out untouched
+    a, w = rand_u8((4, 6)), rand_s8((5, 6))
+    pw = G.pack_weights(w, scale=0.1)
+    good = dict(a_scale=0.1, out_dtype=np.uint8, out_scale=0.2)
+    for _ in range(2):
+        G.qmatmul(a, pw, **good)
+        G.qmatmul(a, pw, a_zero_point=1)
+        G.linear(np.ones((4, 6), np.float32), pw)
+    assert len(_fast_entries(pw)) == 3
+    sentinel = np.full((4, 5), 77, np.uint8)
+    out = sentinel.copy()
+    for exc, kw in [
+        (TypeError, dict(a_zero_point=True)),
+        (ValueError, dict(n_threads=0)),
+        (TypeError, dict(n_threads=True)),
+        (TypeError, dict(n_threads=1.5)),
+        (ValueError, dict(check="bogus")),
+        (ValueError, dict(bias=np.zeros(4))),
+    ]:
+        with pytest.raises(exc):
+            G.qmatmul(a, pw, out=out, **{**good, **kw})
+        np.testing.assert_array_equal(out, sentinel)
+    with pytest.raises(ValueError):
+        G.qmatmul(rand_u8((4, 7)), pw, out=out, **good)
+    read_only = np.zeros((4, 5), np.uint8)
+    read_only.setflags(write=False)
+    for bad_out, exc in [
+        (np.zeros((4, 6), np.uint8), ValueError),
+        (np.zeros((4, 5), np.int8), TypeError),
+        (np.zeros((5, 4), np.uint8).T, ValueError),
+        (read_only, ValueError),
+        (np.zeros((4, 5), np.int32), TypeError),
+    ]:
+        with pytest.raises(exc):
+            G.qmatmul(a, pw, out=bad_out, **good)
+    with pytest.raises(TypeError):  # int32 output into a byte-swapped int32 array
+        G.qmatmul(a, pw, a_zero_point=1, out=np.zeros((4, 5), np.dtype(">i4")))
+    buf = np.zeros((4, 6), np.int32)
+    with pytest.raises(ValueError, match="overlap"):
+        G.qmatmul(buf.view(np.uint8)[:, :6], pw, a_zero_point=1,
+                  out=np.ndarray((4, 5), np.int32, buffer=buf.data))
+    x = np.ones((4, 6), np.float32)
+    yout = np.full((4, 5), 7.0, np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        G.linear(x, pw, out=yout)
+    np.testing.assert_array_equal(yout, 7.0)
+    with pytest.raises(ValueError, match="overlap"):
+        xb = np.zeros((4, 6), np.float32)
+        G.linear(xb, pw, out=np.ndarray((4, 5), np.float32, buffer=xb.data))
+    with pytest.raises(TypeError):
+        G.linear(np.ones((4, 6), np.float32), pw, out=np.zeros((4, 5), np.float64))
+    for bad, exc in [(0, ValueError), (True, TypeError), (1.5, TypeError)]:
+        with pytest.raises(exc):
+            G.linear(np.ones((4, 6), np.float32), pw, n_threads=bad)
+    # other spellings of valid arguments still work (through the general path)
+    want = G.qmatmul(a, pw, **good)
+    np.testing.assert_array_equal(G.qmatmul(a, pw, **{**good, "out_dtype": "uint8"}), want)
+    np.testing.assert_array_equal(G.qmatmul(a, pw, **{**good, "a_scale": np.float64(0.1)}), want)
+    np.testing.assert_array_equal(G.qmatmul(a[None], pw, **good), want[None])
+    np.testing.assert_array_equal(
+        G.qmatmul((a.astype(np.int16) - 128).astype(np.int8), pw, **{**good, "a_zero_point": -128}),
+        want)
+
+
+def _fast_entry(pw):
+    return [v for key, v in pw._cache.items() if key[0] == "fast"][-1]
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.int8])
+def test_float32_requantization_equals_float64(isa, out_dtype):
+    # repeated qmatmul calls requantize full 32-column blocks in float32 on AVX-512 where
+    # lowprec_gemm_requant_f32_setup proves it exact, and fall back to float64 next to ties:
+    # the first call (float64 everywhere) and the later ones must agree bit for bit, including
+    # exact ties (mult = 0.5), near ties (mult = 0.1), saturation and extreme accumulators
+    rng = np.random.default_rng(77)
+    lo_hi = (0, 255) if out_dtype == np.uint8 else (-128, 127)
+    cases = [  # (a_s, w_s, y_s, y_zp, bias scale, relu, k, extremes)
+        (0.5, 1.0, 1.0, 3, 0.0, False, 40, False),     # exact ties everywhere
+        (0.1, 1.0, 1.0, 0, 0.0, False, 40, False),     # near ties
+        (0.02, None, 0.5, 7, 1.0, False, 300, False),  # per-channel, bias
+        (0.02, None, 0.5, 7, 1.0, True, 300, False),   # ReLU
+        (0.02, None, 0.05, -5, 100.0, False, 1031, True),  # saturation, extreme products
+        (1e-3, None, 1e-6, 0, 0.0, False, 64, True),   # huge multipliers
+        (1e30, 1e30, 1e-30, 0, 0.0, False, 8, False),  # beyond the float32 form: float64 only
+        (1e-20, 1e-20, 1e20, 0, 0.0, False, 8, False),  # tiny multipliers
+    ]
+    for a_s, w_s, y_s, y_zp, bscale, relu, k, extremes in cases:
+        m, n = 13, 96
+        a, w = rand_u8((m, k), rng), rand_s8((n, k), rng)
+        if extremes:
+            a[::2] = 255
+            w[::3] = -128
+            w[1::3] = 127
+        if w_s is None:
+            w_s = rng.uniform(0.001, 0.01, n).astype(np.float32)
+        bias = (rng.normal(size=n) * bscale).astype(np.float32) if bscale else None
+        y_zp = min(max(y_zp, lo_hi[0]), lo_hi[1])
+        pw = G.pack_weights(w, scale=w_s, bias=bias)
+        kw = dict(a_scale=a_s, a_zero_point=int(rng.integers(0, 256)), out_dtype=out_dtype,
+                  out_scale=y_s, out_zero_point=y_zp, relu=relu)
+        first = G.qmatmul(a, pw, **kw)  # float64 pipeline
+        for _ in range(2):
+            np.testing.assert_array_equal(G.qmatmul(a, pw, **kw), first, err_msg=str(kw))
+        assert _fast_entry(pw).f32_requant == (1e-20 < a_s < 1e20), kw  # not extreme
+        acc = ref_int(a, w, kw["a_zero_point"])
+        want, v = ref_requant(acc, a_s, w_s, y_s, y_zp, bias, relu, *lo_hi)
+        assert not np.any((first != want) & ~ties(v)), kw
+
+
+def test_float32_requantization_setup_bounds():
+    # the clamp bounds keep every output: q(c) == lo for c <= cl and == hi for c >= ch
+    n = 64
+    rng = np.random.default_rng(5)
+    mult = rng.uniform(1e-5, 3.0, n)
+    bias = rng.normal(size=n) * 1e3
+    for zp, lo, hi in [(0, 0, 255), (100, 100, 255), (-3, -128, 127)]:
+        cl, ch, ok = _gemm_int8._requant_f32_bounds(mult, bias, zp, lo, hi)
+        assert ok
+
+        def q(c):
+            y = (c.astype(np.float64) + bias) * mult
+            return np.clip(np.rint(np.clip(y, lo - zp - 1, hi - zp + 1)) + zp, lo, hi)
+
+        np.testing.assert_array_equal(q(cl.astype(np.int64)), lo)
+        np.testing.assert_array_equal(q(ch.astype(np.int64)), hi)
+        # and they are close to the steps (not just INT32_MIN / MAX)
+        step = np.ceil(4.0 / mult).astype(np.int64)
+        assert np.all(q(cl.astype(np.int64) + step) > lo) and np.all(q(ch.astype(np.int64) - step) < hi)

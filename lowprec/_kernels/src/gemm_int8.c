@@ -44,8 +44,8 @@
  *
  * ==== Cache blocking (this file) ===========================================================
  *  The output is cut into tiles of mc rows x nc columns; a tile is one unit of parallel work
- *  (the Cython layer runs the tiles under OpenMP, dynamic schedule, or with no parallel region
- *  at all on one thread) and is computed over the full K with the accumulators held in
+ *  (the Cython layer runs the tiles under OpenMP, lowprec_gemm_sched: own tiles first, then the
+ *  others' leftovers; or with no parallel region at all on one thread) and is computed over the full K with the accumulators held in
  *  registers: there is no K blocking and no int32 C buffer round trip.  Inside a tile: for
  *  each B panel (NR columns, K deep), for each MR rows: one micro-kernel call, then the output
  *  pipeline on the MR x NR accumulators while they are in L1.
@@ -54,8 +54,8 @@
  *    a multiple of MR, between MR and 192 (beyond ~192 rows the panel reuse gains nothing).
  *  - a B panel (NR x K bytes, <= 128 KiB at K = 4096) is re-read mc/MR times consecutively,
  *    from L1 when K <= 1024 and from L2 otherwise; the kernel needs ~10 B/cycle, L2 gives 32.
- *  - nc: 256 columns (8 Q4x32 panels), lowered (in steps of NR) until there are at least
- *    2 tiles per thread, so that small-M products (GEMV) split along N.
+ *  - nc: 256 columns (8 Q4x32 panels); when that gives fewer than 2 tiles per thread, small-M
+ *    products (GEMV) split N into about 2 tiles per thread of equal numbers of panels.
  *  - P2x16 (AVX2) widens the tile's A rows into a per-thread workspace allocated once per call
  *    (lowprec_gemm_u8s8_work_size bytes per thread), not per tile.
  *  K blocking (BLIS's kc) would only pay when a B panel overflows L2 (K > 16384 in Q4x32);
@@ -71,7 +71,10 @@
  *  AVX512-VNNI runs full 32-column blocks through explicit zmm code (gemm_int8_avx512.c:
  *  vcvtdq2pd, add, mul, clamp to [lo - zp, hi - zp], vcvtpd2dq with embedded round-to-nearest
  *  -even, + zp, vpmovdb): ~0.25 ns per output; the other paths use the auto-vectorised body
- *  in gemm_int8.h.  All give the same bits.
+ *  in gemm_int8.h.  All give the same bits.  Calls through qmatmul's fast path may also carry
+ *  a float32 form of the UINT8/INT8 pipeline (lowprec_gemm_requant_f32_setup, below; the
+ *  proof is in gemm_int8.h) that the AVX-512 full-block code uses where it is proven to give
+ *  the same bits (~half the cost).
  *
  * ==== Dynamic quantization (linear) =========================================================
  *  One pass for min/max of x (AVX2, NaN/inf detected by summing x * 0), PyTorch's
@@ -178,6 +181,68 @@ void lowprec_gemm_pipeline_generic(const lowprec_gemm_u8s8_args *p, const int32_
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Float32 requantization bounds (proof: gemm_int8.h)                                        */
+
+/* The float64 pipeline's output for an accumulator c (the same operations as
+ * lowprec_gemm_pipeline_body: (c + bias) * mult, rint, + zp, clamp). */
+static int32_t requant64(int64_t c, double bv, double mv, int32_t zp, int32_t lo, int32_t hi) {
+    const double y = ((double)c + bv) * mv;
+    if (y < (double)lo - zp - 1.0) return lo;
+    if (y > (double)hi - zp + 1.0) return hi;
+    double q = nearbyint(y) + zp;
+    return (int32_t)(q < lo ? lo : (q > hi ? hi : q));
+}
+
+int lowprec_gemm_requant_f32_setup(int64_t n, const double *mult, int mult_per_channel,
+                                   const double *bias, int32_t y_zp, int32_t lo, int32_t hi,
+                                   int32_t *cl, int32_t *ch, float *m32, float *bm32,
+                                   float *thresh) {
+    const double cmin = -2147483648.0, cmax = 2147483647.0;
+    double dmax = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        const double mv = mult_per_channel ? mult[j] : mult[0];
+        const double bv = bias ? bias[j] : 0.0;
+        const double bm = bv * mv;
+        if (!(mv >= 0x1p-100 && mv <= 0x1p100) || !(fabs(bm) < 0x1p20)) return 0;
+        /* cl: a c with q(c') = lo for all c' <= c, from an estimate just below the step to
+         * lo + 1, checked (and lowered) with the float64 formula */
+        int64_t c_lo = (int64_t)cmin, c_hi = (int64_t)cmax;
+        double e = floor(((double)lo - y_zp - 1.5) / mv - bv);
+        if (e > cmin) {
+            int64_t c = e < cmax ? (int64_t)e : (int64_t)cmax, step = 1;
+            while (c > (int64_t)cmin && requant64(c, bv, mv, y_zp, lo, hi) != lo) {
+                c -= step;
+                step *= 2;
+            }
+            c_lo = c > (int64_t)cmin ? c : (int64_t)cmin;
+        }
+        e = ceil(((double)hi - y_zp + 1.5) / mv - bv);
+        if (e < cmax) {
+            int64_t c = e > cmin ? (int64_t)e : (int64_t)cmin, step = 1;
+            while (c < (int64_t)cmax && requant64(c, bv, mv, y_zp, lo, hi) != hi) {
+                c += step;
+                step *= 2;
+            }
+            c_hi = c < (int64_t)cmax ? c : (int64_t)cmax;
+        }
+        const double a = fmax(fabs(((double)c_lo + bv) * mv), fabs(((double)c_hi + bv) * mv));
+        if (!(a < 0x1p20)) return 0;
+        const double delta = 0x1p-21 * (a + 2.0 * fabs(bm) + 2.0) + 0x1p-120;
+        dmax = delta > dmax ? delta : dmax;
+        cl[j] = (int32_t)c_lo;
+        ch[j] = (int32_t)c_hi;
+        m32[j] = (float)mv;
+        bm32[j] = (float)bm;
+    }
+    const double t = 0.5 - 2.0 * dmax - 0x1p-20;
+    if (!(t >= 0.25)) return 0;
+    float tf = (float)t;
+    if ((double)tf > t) tf = nextafterf(tf, 0.0f); /* never above t */
+    *thresh = tf;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Quantization helpers                                                                      */
 
 void lowprec_quantize_u8_f32_generic(const float *x, int64_t n, float inv_scale, int32_t zp,
@@ -271,8 +336,13 @@ void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) {
     const int64_t n_up = round_up(p->n > 0 ? p->n : 1, nr);
     int64_t nc = 256 / nr * nr;
     if (nc > n_up) nc = n_up;
-    if (n_threads > 1) {
-        while (nc > nr && tiles_m * ((p->n + nc - 1) / nc) < 2 * (int64_t)n_threads) nc -= nr;
+    if (n_threads > 1 && tiles_m * ((p->n + nc - 1) / nc) < 2 * (int64_t)n_threads) {
+        /* small M: split N into about 2 tiles per thread of equal numbers of whole panels
+         * (lowering nc in steps of NR gave e.g. 5 + 5 + 5 + 1 panels for N = 512: one thread
+         * did 10 of 16) */
+        const int64_t want = (2 * (int64_t)n_threads + tiles_m - 1) / tiles_m;
+        const int64_t panels = n_up / nr;
+        nc = nr * ((panels + want - 1) / want);
     }
     p->mc = mc;
     p->nc = nc;
@@ -315,6 +385,24 @@ void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint
     lowprec_gemm_check_rows_body(p, rhs, i0, i1, flags);
 }
 
+void lowprec_gemm_sched_init(lowprec_gemm_sched *s, int64_t n_tiles, int nt) {
+    for (int t = 0; t < nt; t++) {
+        s->slot[t].next = n_tiles * t / nt;
+        s->slot[t].end = n_tiles * (t + 1) / nt;
+    }
+    s->nt = nt;
+}
+
+int64_t lowprec_gemm_sched_next(lowprec_gemm_sched *s, int tid) {
+    for (int u = 0; u < s->nt; u++) {
+        const int o = (tid + u) % s->nt;
+        if (__atomic_load_n(&s->slot[o].next, __ATOMIC_RELAXED) >= s->slot[o].end) continue;
+        const int64_t t = __atomic_fetch_add(&s->slot[o].next, 1, __ATOMIC_RELAXED);
+        if (t < s->slot[o].end) return t;
+    }
+    return -1;
+}
+
 int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work) {
     const int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
     const int64_t i0 = tm * p->mc, i1 = (i0 + p->mc < p->m) ? i0 + p->mc : p->m;
@@ -341,9 +429,13 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
         for (int64_t j = j0; j < j1; j += Q_NR) {
             const int8_t *panel = bp + (j / Q_NR) * panel_elems;
             const int64_t n = (j1 - j < Q_NR) ? j1 - j : Q_NR;
+            void (*uk)(int64_t, const uint8_t *, ptrdiff_t, const int8_t *, int32_t *, int) = ukr;
+#if LOWPREC_BUILD_AVX2
+            if (n <= 16 && p->isa == LOWPREC_ISA_AVX512VNNI) uk = lowprec_gemm_u8s8s32_avx512vnni_8x16;
+#endif
             for (int64_t i = i0; i < i1; i += Q_MR) {
                 const int m = (int)((i1 - i < Q_MR) ? i1 - i : Q_MR);
-                ukr(p->k, p->a + i * p->lda, p->lda, panel, cbuf, m);
+                uk(p->k, p->a + i * p->lda, p->lda, panel, cbuf, m);
                 if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
                 pipe(p, cbuf, Q_NR, i, m, j, n);
                 if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);

@@ -80,7 +80,31 @@ typedef struct {
      * of the stored output element after the pipeline. */
     int inj_target, inj_bit;
     int64_t inj_i, inj_j;
+    /* Optional float32 form of the UINT8/INT8 pipeline (lowprec_gemm_requant_f32_setup; NULL =
+     * off; used by the AVX-512 full-block pipeline only, every other block keeps float64): */
+    const int32_t *q_cl, *q_ch; /* corr clamped to [q_cl[j], q_ch[j]] first (output unchanged) */
+    const float *q_m32, *q_bm32; /* y ~ fma(float(corr), q_m32[j], q_bm32[j]) */
+    float q_thresh;              /* used only when |y - rint(y)| < q_thresh, else float64 */
 } lowprec_gemm_u8s8_args;
+
+/* Float32 requantization, exact: fills cl, ch, m32, bm32 (n entries) and *thresh and returns 1
+ * when, for every column j and every int32 corr, with c' = clamp(corr, cl[j], ch[j]) and
+ * yf = fl32(fma(fl32(c'), m32[j], bm32[j])) (one rounding), |yf - rint(yf)| < *thresh implies
+ * clamp(rint(yf) + y_zp, lo, hi) == the float64 pipeline's output for corr; returns 0 (float64
+ * only) when no such bound is proven (extreme multipliers or bias terms).  Why it holds:
+ *  - the float64 output q(c) = clamp(rint(fl64(fl64(c + bias[j]) * mult[j])) + y_zp, lo, hi) is
+ *    non-decreasing in c (fl64 rounding is monotone, mult > 0); cl[j] is an int32 with q(c) = lo
+ *    for every c <= cl[j] (or INT32_MIN), ch[j] one with q(c) = hi for every c >= ch[j] (or
+ *    INT32_MAX), both checked with the float64 formula itself: clamping c to [cl, ch] changes
+ *    no output, and bounds |y| by A = max |y(cl)|, |y(ch)|;
+ *  - then |yf - y64| <= delta = 2^-21 (A + 2 |bias*mult| + 2) + 2^-120 (relative errors 2^-24
+ *    of fl32(c'), m32, bm32 and of the fma's one rounding, x2 margin), so |yf - rint(yf)| <
+ *    0.5 - 2 delta puts y64 strictly inside the same rounding interval: rint(y64) = rint(yf).
+ *  thresh = 0.5 - 2 max_j delta - 2^-20 (>= 0.25, else 0 is returned). */
+int lowprec_gemm_requant_f32_setup(int64_t n, const double *mult, int mult_per_channel,
+                                   const double *bias, int32_t y_zp, int32_t lo, int32_t hi,
+                                   int32_t *cl, int32_t *ch, float *m32, float *bm32,
+                                   float *thresh);
 
 #define LOWPREC_GEMM_CHK_LANES 16
 #define LOWPREC_GEMM_INJ_ACC 1
@@ -109,6 +133,25 @@ int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p);
  * work_size bytes (NULL: allocated per call).  Returns 0, or -1 when out of memory. */
 int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work);
 
+/* ---- tile schedule of a parallel call: thread t owns the contiguous range of tiles
+ * [T*t/nt, T*(t+1)/nt) and takes its own tiles first, in order, so that on repeated calls the
+ * same thread (and usually the same core) reads the same part of B, which then stays in that
+ * core's L2 (a GEMV's B is streamed, ~2x faster from L2 than from L3); a thread that finishes
+ * early takes the tiles left in the other ranges, so a thread the OS runs late (a shared,
+ * loaded machine) still leaves its tiles to the others.  Every tile is computed by one thread
+ * over the full K in a fixed order: results never depend on the schedule. ---- */
+#define LOWPREC_GEMM_MAX_THREADS 256
+typedef struct {
+    struct {
+        int64_t next, end;
+        char pad[48]; /* one cache line per thread: no false sharing of the counters */
+    } slot[LOWPREC_GEMM_MAX_THREADS];
+    int nt;
+} lowprec_gemm_sched;
+void lowprec_gemm_sched_init(lowprec_gemm_sched *s, int64_t n_tiles, int nt);
+/* The next tile for thread tid (0 <= tid < nt), or -1 when every tile is taken. */
+int64_t lowprec_gemm_sched_next(lowprec_gemm_sched *s, int tid);
+
 /* ---- micro-kernels: c[r * NR + j] = sum_k a[r][k] * b[k][j] for r < m (rows >= m untouched);
  * every twin of a layout has the same signature and gives identical results. ---- */
 /* Q4x32 layout, 8 rows x 32 columns.  a: uint8 rows lda bytes apart, k bytes each (no padding
@@ -116,6 +159,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
 void lowprec_gemm_u8s8s32_generic_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                        const int8_t *b, int32_t *c, int m);
 void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
+                                          const int8_t *b, int32_t *c, int m);
+/* Columns 0..15 of the panel only (c[r * 32 + j], j < 16; the rest untouched). */
+void lowprec_gemm_u8s8s32_avx512vnni_8x16(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                           const int8_t *b, int32_t *c, int m);
 /* P2x16 layout, 6 rows x 16 columns.  a: uint8 values widened to uint16, rows lda elements
  * apart, zero padded to an even length; k2 = number of k pairs. */
@@ -143,12 +189,14 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
         bv[jj] = p->bias ? p->bias[j] : 0.0;
         rw[jj] = p->chk_r ? (uint32_t)p->chk_r[j] : 1u;
     }
+    /* the checksum slot's column tile, once per block (not a division per row) */
+    const int64_t tile_j = (p->chk_acc || p->chk_out) ? j0 / p->nc : 0;
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
         const int32_t *cr = c + r * ldc;
         const uint32_t rs = p->rowsum ? (uint32_t)p->rowsum[i] : 0u;
         int32_t corr[LOWPREC_GEMM_PIPE_MAXN];
-        const int64_t slot = (i * p->tiles_n + j0 / p->nc) * LOWPREC_GEMM_CHK_LANES;
+        const int64_t slot = (i * p->tiles_n + tile_j) * LOWPREC_GEMM_CHK_LANES;
         if (p->chk_acc) {
             uint32_t *s = p->chk_acc + slot;
             for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += rw[jj] * (uint32_t)cr[jj];
@@ -239,6 +287,9 @@ void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
                                     const int32_t *wsum, int64_t i0, int64_t i1, uint32_t *rhs);
 void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum,
                                  int64_t i0, int64_t i1, uint32_t *rhs);
+void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
+                                       const int32_t *wsum, int64_t i0, int64_t i1,
+                                       uint32_t *rhs);
 static inline __attribute__((always_inline)) void lowprec_gemm_check_rows_body(
     const lowprec_gemm_u8s8_args *p, const uint32_t *rhs, int64_t i0, int64_t i1,
     uint8_t *flags) {
@@ -269,6 +320,8 @@ void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint
                                      int64_t i0, int64_t i1, uint8_t *flags);
 void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
                                   int64_t i0, int64_t i1, uint8_t *flags);
+void lowprec_gemm_check_rows_avx512vnni(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                        int64_t i0, int64_t i1, uint8_t *flags);
 
 /* ---- dynamic quantization of activations (torch.ops.quantized.linear_dynamic's rule, measured
  * against torch 2.13: FBGEMM's legacy Quantize, = torch.quantize_per_tensor):

@@ -42,9 +42,10 @@ static inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i
 }
 
 LOWPREC_TARGET_AVX512VNNI
-static inline __attribute__((always_inline)) void kernel_small(const int MR, int64_t k,
-                                                               const uint8_t *a, ptrdiff_t lda,
-                                                               const int8_t *b, int32_t *c) {
+static inline __attribute__((always_inline)) void kernel_small(const int MR, const int NZ,
+                                                               int64_t k, const uint8_t *a,
+                                                               ptrdiff_t lda, const int8_t *b,
+                                                               int32_t *c) {
     __m512i acc0[2], acc1[2], acc2[2], acc3[2];
     const uint8_t *ap[2];
 #pragma GCC unroll 2
@@ -68,9 +69,9 @@ static inline __attribute__((always_inline)) void kernel_small(const int MR, int
             const __m512i av = _mm512_set1_epi32(load_quad(ap[r] + 4 * q));
             const __m512i aw = _mm512_set1_epi32(load_quad(ap[r] + 4 * q + 4));
             acc0[r] = dpbusd(acc0[r], av, b0);
-            acc1[r] = dpbusd(acc1[r], av, b1);
+            if (NZ > 1) acc1[r] = dpbusd(acc1[r], av, b1);
             acc2[r] = dpbusd(acc2[r], aw, b2);
-            acc3[r] = dpbusd(acc3[r], aw, b3);
+            if (NZ > 1) acc3[r] = dpbusd(acc3[r], aw, b3);
         }
     }
     for (; q < kq; q++) {
@@ -81,7 +82,7 @@ static inline __attribute__((always_inline)) void kernel_small(const int MR, int
         for (int r = 0; r < MR; r++) {
             const __m512i av = _mm512_set1_epi32(load_quad(ap[r] + 4 * q));
             acc0[r] = dpbusd(acc0[r], av, b0);
-            acc1[r] = dpbusd(acc1[r], av, b1);
+            if (NZ > 1) acc1[r] = dpbusd(acc1[r], av, b1);
         }
     }
     if (k & 3) {
@@ -91,22 +92,24 @@ static inline __attribute__((always_inline)) void kernel_small(const int MR, int
         for (int r = 0; r < MR; r++) {
             const __m512i av = _mm512_set1_epi32(load_tail(ap[r] + 4 * kq, k & 3));
             acc0[r] = dpbusd(acc0[r], av, b0);
-            acc1[r] = dpbusd(acc1[r], av, b1);
+            if (NZ > 1) acc1[r] = dpbusd(acc1[r], av, b1);
         }
     }
 #pragma GCC unroll 2
     for (int r = 0; r < MR; r++) {
         _mm512_storeu_si512((void *)(c + r * NR), _mm512_add_epi32(acc0[r], acc2[r]));
-        _mm512_storeu_si512((void *)(c + r * NR + 16), _mm512_add_epi32(acc1[r], acc3[r]));
+        if (NZ > 1)
+            _mm512_storeu_si512((void *)(c + r * NR + 16), _mm512_add_epi32(acc1[r], acc3[r]));
     }
 }
 
 /* 3..8 rows: 2 named accumulators per row. */
 #define LP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 LOWPREC_TARGET_AVX512VNNI
-static inline __attribute__((always_inline)) void kernel_big(const int MR, int64_t k,
-                                                             const uint8_t *a, ptrdiff_t lda,
-                                                             const int8_t *b, int32_t *c) {
+static inline __attribute__((always_inline)) void kernel_big(const int MR, const int NZ,
+                                                             int64_t k, const uint8_t *a,
+                                                             ptrdiff_t lda, const int8_t *b,
+                                                             int32_t *c) {
 #define LP_DECL(r)                                                                                \
     __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();                  \
     const uint8_t *a##r = a + (MR > r ? r : 0) * lda;
@@ -116,8 +119,8 @@ static inline __attribute__((always_inline)) void kernel_big(const int MR, int64
 #define LP_STEP(r)                                                                                \
     if (MR > r) {                                                                                 \
         const __m512i av = _mm512_set1_epi32(AQ(a##r));                                           \
-        c##r##0 = dpbusd(c##r##0, av, b0);                                           \
-        c##r##1 = dpbusd(c##r##1, av, b1);                                           \
+        c##r##0 = dpbusd(c##r##0, av, b0);                                                       \
+        if (NZ > 1) c##r##1 = dpbusd(c##r##1, av, b1);                                           \
     }
     for (int64_t q = 0; q < kq; q++) {
         const __m512i b0 = _mm512_loadu_si512((const void *)b);
@@ -138,26 +141,38 @@ static inline __attribute__((always_inline)) void kernel_big(const int MR, int64
 #define LP_STORE(r)                                                                               \
     if (MR > r) {                                                                                 \
         _mm512_storeu_si512((void *)(c + r * NR), c##r##0);                                       \
-        _mm512_storeu_si512((void *)(c + r * NR + 16), c##r##1);                                  \
+        if (NZ > 1) _mm512_storeu_si512((void *)(c + r * NR + 16), c##r##1);                      \
     }
     LP_ROWS(LP_STORE)
 #undef LP_STORE
 }
 
+#define LP_DISPATCH(NZ)                                                                           \
+    switch (m) {                                                                                  \
+    case 1: kernel_small(1, NZ, k, a, lda, b, c); break;                                          \
+    case 2: kernel_small(2, NZ, k, a, lda, b, c); break;                                          \
+    case 3: kernel_big(3, NZ, k, a, lda, b, c); break;                                            \
+    case 4: kernel_big(4, NZ, k, a, lda, b, c); break;                                            \
+    case 5: kernel_big(5, NZ, k, a, lda, b, c); break;                                            \
+    case 6: kernel_big(6, NZ, k, a, lda, b, c); break;                                            \
+    case 7: kernel_big(7, NZ, k, a, lda, b, c); break;                                            \
+    default: kernel_big(8, NZ, k, a, lda, b, c); break;                                           \
+    }
+
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                           const int8_t *b, int32_t *c, int m) {
-    switch (m) {
-    case 1: kernel_small(1, k, a, lda, b, c); break;
-    case 2: kernel_small(2, k, a, lda, b, c); break;
-    case 3: kernel_big(3, k, a, lda, b, c); break;
-    case 4: kernel_big(4, k, a, lda, b, c); break;
-    case 5: kernel_big(5, k, a, lda, b, c); break;
-    case 6: kernel_big(6, k, a, lda, b, c); break;
-    case 7: kernel_big(7, k, a, lda, b, c); break;
-    default: kernel_big(8, k, a, lda, b, c); break;
-    }
+    LP_DISPATCH(2)
 }
+
+/* The same on the first 16 columns of a Q4x32 panel only (c[r * 32 + j] for j < 16): the last
+ * panel of an N with N % 32 in 1..16 (N = 1000) does half the work. */
+LOWPREC_TARGET_AVX512VNNI
+void lowprec_gemm_u8s8s32_avx512vnni_8x16(int64_t k, const uint8_t *a, ptrdiff_t lda,
+                                          const int8_t *b, int32_t *c, int m) {
+    LP_DISPATCH(1)
+}
+#undef LP_DISPATCH
 
 /* The output pipeline on one full 8 x 32 block, in zmm registers right after the micro-kernel
  * (the block is in L1).  The same IEEE double operations in the same order as
@@ -199,9 +214,28 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
     const __m512d ylo = _mm512_set1_pd((double)p->lo - (double)p->y_zp);
     const __m512d yhi = _mm512_set1_pd((double)p->hi - (double)p->y_zp);
     const __m512i vzp = _mm512_set1_epi32(p->y_zp);
+    const __m512i vlo = _mm512_set1_epi32(p->lo), vhi = _mm512_set1_epi32(p->hi);
+    __m512i qcl[2], qch[2];
+    __m512 qm[2], qb[2];
+    const __m512 qthr = _mm512_set1_ps(p->q_thresh);
+    if (p->q_cl) {
+        for (int h = 0; h < 2; h++) {
+            qcl[h] = _mm512_loadu_si512((const void *)(p->q_cl + j0 + 16 * h));
+            qch[h] = _mm512_loadu_si512((const void *)(p->q_ch + j0 + 16 * h));
+            qm[h] = _mm512_loadu_ps(p->q_m32 + j0 + 16 * h);
+            qb[h] = _mm512_loadu_ps(p->q_bm32 + j0 + 16 * h);
+        }
+    } else {
+        for (int h = 0; h < 2; h++) {
+            qcl[h] = qch[h] = _mm512_setzero_si512();
+            qm[h] = qb[h] = _mm512_setzero_ps();
+        }
+    }
+    /* the checksum slot's column tile, once per block (a 64-bit division per row cost ~1%) */
+    const int64_t tile_j = (p->chk_acc || p->chk_out) ? j0 / p->nc : 0;
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
-        const int64_t slot = (i * p->tiles_n + j0 / p->nc) * LOWPREC_GEMM_CHK_LANES;
+        const int64_t slot = (i * p->tiles_n + tile_j) * LOWPREC_GEMM_CHK_LANES;
         __m512i corr[2], raw[2];
         for (int h = 0; h < 2; h++) raw[h] = _mm512_loadu_si512((const void *)(c + r * 32 + 16 * h));
         if (p->chk_acc)
@@ -235,6 +269,32 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
         } else {
             uint8_t *o = (uint8_t *)p->out + i * p->ldo + j0;
             __m512i qs = _mm512_setzero_si512();
+            if (p->q_cl) {
+                /* float32 form (proof: lowprec_gemm_requant_f32_setup): 16 lanes per vector
+                 * and no float64 conversions; a row with any lane within the error bound of
+                 * a .5 tie (~0.1% of lanes) takes the float64 code below instead */
+                __m512i qv[2];
+                __mmask16 ok = 0xffff;
+                for (int h = 0; h < 2; h++) {
+                    const __m512i cc = _mm512_min_epi32(_mm512_max_epi32(corr[h], qcl[h]), qch[h]);
+                    const __m512 yf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cc), qm[h], qb[h]);
+                    const __m512 nn =
+                        _mm512_roundscale_ps(yf, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(yf, nn)), qthr,
+                                             _CMP_LT_OQ);
+                    qv[h] = _mm512_cvtps_epi32(nn); /* an integer: exact */
+                }
+                if (ok == 0xffff) {
+                    for (int h = 0; h < 2; h++) {
+                        const __m512i v =
+                            _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(qv[h], vzp), vlo), vhi);
+                        _mm_storeu_si128((__m128i *)(o + 16 * h), _mm512_cvtepi32_epi8(v));
+                        qs = _mm512_add_epi32(qs, _mm512_and_si512(v, _mm512_set1_epi32(0xff)));
+                    }
+                    if (p->chk_out) chk_add(p->chk_out + slot, qs);
+                    continue;
+                }
+            }
             for (int h = 0; h < 2; h++) {
                 __m256i qi[2];
                 for (int u = 0; u < 2; u++) {
@@ -262,6 +322,76 @@ void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int
         pipeline_32(p, c, i0, m, j0);
     else
         lowprec_gemm_pipeline_body(p, c, ldc, i0, m, j0, n);
+}
+
+/* Soft-error check, right-hand sides rhs[i] = sum_k A[i, k] * wsum[k] (wrapping), 16 k per
+ * step: zero-extend 16 bytes of A to int32, vpmulld, add (2 chains).  The same wrapping sum as
+ * lowprec_gemm_rhs_body in another order: addition modulo 2^32 is associative. */
+LOWPREC_TARGET_AVX512VNNI
+void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
+                                       const int32_t *wsum, int64_t i0, int64_t i1,
+                                       uint32_t *rhs) {
+    for (int64_t i = i0; i < i1; i++) {
+        const uint8_t *ar = a + i * lda;
+        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+        int64_t kk = 0;
+        for (; kk + 32 <= k; kk += 32) {
+            const __m512i a0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + kk)));
+            const __m512i a1 =
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + kk + 16)));
+            s0 = _mm512_add_epi32(s0, _mm512_mullo_epi32(a0, _mm512_loadu_si512(wsum + kk)));
+            s1 = _mm512_add_epi32(s1, _mm512_mullo_epi32(a1, _mm512_loadu_si512(wsum + kk + 16)));
+        }
+        uint32_t s = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+        for (; kk < k; kk++) s += (uint32_t)ar[kk] * (uint32_t)wsum[kk];
+        rhs[i] = s;
+    }
+}
+
+/* Wrapping sum of the stored output row i: bytes through vpsadbw (8 sums of 8 bytes per 64),
+ * 32-bit patterns through vpaddd; the same value as lowprec_gemm_check_rows_body's loop. */
+LOWPREC_TARGET_AVX512VNNI
+static uint32_t stored_row_sum(const lowprec_gemm_u8s8_args *p, int64_t i) {
+    const int64_t n = p->n;
+    int64_t j = 0;
+    uint32_t got = 0;
+    if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
+        const uint32_t *o = (const uint32_t *)p->out + i * p->ldo;
+        __m512i s = _mm512_setzero_si512();
+        for (; j + 16 <= n; j += 16) s = _mm512_add_epi32(s, _mm512_loadu_si512(o + j));
+        got = (uint32_t)_mm512_reduce_add_epi32(s);
+        for (; j < n; j++) got += o[j];
+    } else {
+        const uint8_t *o = (const uint8_t *)p->out + i * p->ldo;
+        __m512i s = _mm512_setzero_si512();
+        for (; j + 64 <= n; j += 64)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(o + j), _mm512_setzero_si512()));
+        got = (uint32_t)_mm512_reduce_add_epi64(s);
+        for (; j < n; j++) got += o[j];
+    }
+    return got;
+}
+
+LOWPREC_TARGET_AVX512VNNI
+void lowprec_gemm_check_rows_avx512vnni(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
+                                        int64_t i0, int64_t i1, uint8_t *flags) {
+    const int64_t ns = p->tiles_n * LOWPREC_GEMM_CHK_LANES; /* a multiple of 16 */
+    for (int64_t i = i0; i < i1; i++) {
+        uint8_t f = 0;
+        if (p->chk_acc) {
+            __m512i s = _mm512_setzero_si512();
+            for (int64_t t = 0; t < ns; t += 16)
+                s = _mm512_add_epi32(s, _mm512_loadu_si512(p->chk_acc + i * ns + t));
+            if ((uint32_t)_mm512_reduce_add_epi32(s) != rhs[i]) f |= 1;
+        }
+        if (p->chk_out) {
+            __m512i s = _mm512_setzero_si512();
+            for (int64_t t = 0; t < ns; t += 16)
+                s = _mm512_add_epi32(s, _mm512_loadu_si512(p->chk_out + i * ns + t));
+            if ((uint32_t)_mm512_reduce_add_epi32(s) != stored_row_sum(p, i)) f |= 2;
+        }
+        flags[i] = f;
+    }
 }
 
 #endif /* LOWPREC_BUILD_AVX2 */
