@@ -1,4 +1,5 @@
-"""asv benchmarks: bf16-weight and int4-weight (group 128) products, float32 activations.
+"""asv benchmarks: bf16-weight and int4-weight (group 128) products, float32 activations
+(and int4 with activations="int8").
 
 Inputs are built in setup(), never at import.  ``track_*_gops`` report 2*M*N*K / best time,
 ``track_*_gbs`` (M = 1 only) the GB/s of packed weight bytes read.
@@ -106,5 +107,25 @@ class Int4Linear(_Base):
         if self.m != 1:
             return float("nan")
         t = self._best(lambda: self.p4.linear(self.x4, out=self.out, n_threads=n_threads))
+        return self.p4.nbytes / t / 1e9
+    track_weight_gbs.unit = "GB/s"
+
+
+class Int4Int8ActLinear(_Base):
+    """activations="int8": activations quantized per row and group of 128, vpdpbusd kernel."""
+
+    def time_linear(self, shape, n_threads):
+        self.p4.linear(self.x4, out=self.out, n_threads=n_threads, activations="int8")
+
+    def track_gops(self, shape, n_threads):
+        return self.ops / self._best(lambda: self.p4.linear(
+            self.x4, out=self.out, n_threads=n_threads, activations="int8")) / 1e9
+    track_gops.unit = "GOP/s"
+
+    def track_weight_gbs(self, shape, n_threads):
+        if self.m != 1:
+            return float("nan")
+        t = self._best(lambda: self.p4.linear(self.x4, out=self.out, n_threads=n_threads,
+                                              activations="int8"))
         return self.p4.nbytes / t / 1e9
     track_weight_gbs.unit = "GB/s"

@@ -13,6 +13,9 @@ call before each sample, a pause after it); trust the ratios from one run, not a
                (torch bf16's inputs; float32 out)
 - torch bf16:  torch.matmul(x_bf16, w_bf16.T)                               bf16 out
 - lp int4:     lowprec.gemm_int4.linear_int4(x float32, int4 g128 weight)    float32 out
+- lp int4 i8a: linear_int4(..., activations="int8"): activations quantized to int8 per row and
+               group of 128 on the fly, integer dot products (vpdpbusd), float32 rescale
+               (opt-in: less accurate than float32 activations; docs/bf16_int4_gemm.md)
 - torch int4:  torch.ops.aten._weight_int4pack_mm_for_cpu(x_bf16, packed, 128, scales_zeros)
                with packed = _convert_weight_to_int4pack_for_cpu(q int32 (N, K), 1)
 
@@ -106,6 +109,7 @@ def main(argv=None):
                 "lp bf16": lambda: pb.linear(x, out=yb, n_threads=nt),
                 "lp bf16xbf16": lambda: pb.linear(xb, out=yb, n_threads=nt),
                 "lp int4": lambda: p4.linear(x4, out=y4, n_threads=nt),
+                "lp int4 i8a": lambda: p4.linear(x4, out=y4, n_threads=nt, activations="int8"),
             }
             if torch is not None:
                 torch.set_num_threads(nt)
@@ -121,14 +125,17 @@ def main(argv=None):
                 row[name] = f"{gop[name]:.1f}"
             row["bf16/np"] = f"{t['numpy fp32'] / t['lp bf16']:.2f}"
             row["int4/np"] = f"{t['numpy fp32'] / t['lp int4']:.2f}"
+            row["i8a/np"] = f"{t['numpy fp32'] / t['lp int4 i8a']:.2f}"
             if torch is not None:
                 row["bf16/torch"] = f"{t['torch bf16'] / t['lp bf16']:.2f}"
                 row["bf16xbf16/torch"] = f"{t['torch bf16'] / t['lp bf16xbf16']:.2f}"
                 row["int4/torch"] = f"{t['torch int4'] / t['lp int4']:.2f}"
+                row["i8a/torch"] = f"{t['torch int4'] / t['lp int4 i8a']:.2f}"
             if m == 1:
-                row["GB/s np|bf16|int4"] = (
+                w4b = n * k4 / 2 + p4.scales.nbytes * 2
+                row["GB/s np|bf16|int4|i8a"] = (
                     f"{4 * n * k / t['numpy fp32'] / 1e9:.1f}|{2 * n * k / t['lp bf16'] / 1e9:.1f}|"
-                    f"{(n * k / 2 + p4.scales.nbytes * 2) / t['lp int4'] / 1e9:.1f}")
+                    f"{w4b / t['lp int4'] / 1e9:.1f}|{w4b / t['lp int4 i8a'] / 1e9:.1f}")
             rows.append(row)
             print(row, flush=True)
     cols = []

@@ -204,3 +204,147 @@ def test_hypothesis(m, n, ng, g, sym, seed):
     pw = pack_weights_int4(rand((n, k), seed), group_size=g, symmetric=sym)
     a = rand((m, k), seed + 1)
     assert np.all(np.abs(pw.linear(a) - reference(a, pw)) <= bound(a, pw))
+
+
+# ---- activations="int8": activations quantized per row and group, integer dot products -------
+
+def quantize_activations(a, g):
+    """The documented rule, independently in NumPy: per row and group of g k, sa = max|a| / 127
+    (float32 division), aq = clip(rint(a / sa), -127, 127) (float32 division, half to even),
+    aq = 0 where sa == 0."""
+    m, k = a.shape
+    ag = a.astype(np.float32).reshape(m, k // g, g)
+    sa = (np.abs(ag).max(axis=2) / np.float32(127)).astype(np.float32)
+    safe = np.where(sa > 0, sa, np.float32(1))[..., None]
+    aq = np.where(sa[..., None] > 0, np.clip(np.rint(ag / safe), -127, 127), 0)
+    return aq.astype(np.int64), sa
+
+
+def reference_i8(a, pw, bias=None):
+    """(float64 result of the same quantized inputs, per-group magnitudes |sa s t|): the group
+    dot products t = sum aq (q - z) are exact int64 here."""
+    g = pw.group_size
+    aq, sa = quantize_activations(a, g)
+    q = pw.unpack().astype(np.int64).reshape(pw.out_features, -1, g)
+    z = pw.zero_point_matrix().astype(np.int64)
+    t = np.einsum("mgk,ngk->mng", aq, q) - z[None] * aq.sum(axis=2)[:, None, :]
+    terms = t.astype(np.float64) * sa.astype(np.float64)[:, None, :] * pw.scales.astype(np.float64)[None]
+    r = terms.sum(axis=2)
+    return (r if bias is None else r + bias), np.abs(terms).sum(axis=2), t
+
+
+def bound_i8(pw, mag):
+    """float32 rescale and accumulation: (ng + 2) u sum_g |sa s t| (t exact; t * sa and the fma
+    per group rounded once each, ng accumulations)."""
+    ng = pw.in_features // pw.group_size
+    return (ng + 2) * EPS32 * 1.01 * mag + 1e-30
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 9, 17, 37])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 50])
+@pytest.mark.parametrize("g,k,sym", [(32, 32, True), (64, 192, False), (128, 256, True),
+                                     (8, 40, False), (32, 160, False)])
+def test_int8_activations_accuracy(isa, m, n, g, k, sym):
+    w = rand((n, k), n + k)
+    pw = pack_weights_int4(w, group_size=g, symmetric=sym)
+    a = rand((m, k), m) * 3
+    y = pw.linear(a, activations="int8")
+    assert y.shape == (m, n) and y.dtype == np.float32
+    ref, mag, _ = reference_i8(a, pw)
+    assert np.all(np.abs(y - ref) <= bound_i8(pw, mag))
+
+
+def test_int8_activations_exact_integers(isa):
+    # sa = 127 / 127 = 1 in every group and power-of-two scales: the result is the exact
+    # integer dot product sum (aq (q - z)) * s, checked for equality
+    rng = np.random.default_rng(11)
+    n, k, g = 37, 512, 128
+    q = rng.integers(0, 16, (n, k)).astype(np.uint8)
+    zp = rng.integers(0, 16, (n, k // g)).astype(np.uint8)
+    s = np.float32(2.0) ** rng.integers(-3, 2, (n, k // g)).astype(np.float32)
+    pw = PackedInt4Weights((q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), s, zp, g, k)
+    for m in (1, 3, 6, 20):
+        a = rng.integers(-127, 128, (m, k)).astype(np.float32)
+        a[:, ::g] = 127  # every group's max |a| is 127
+        exact = ((a.astype(np.int64)[:, None, :] * (q.astype(np.int64) - np.repeat(zp, g, 1))[None])
+                 .reshape(m, n, k // g, g).sum(axis=3) * s[None].astype(np.float64)).sum(axis=2)
+        assert np.array_equal(pw.linear(a, activations="int8"), exact.astype(np.float32))
+
+
+def test_int8_activations_vs_float(isa):
+    # the documented cost of quantizing the activations: |y_int8 - x @ dequantize().T| <=
+    # sum_g (sa_g / 2) sum_k |w_k| (rounding to the nearest step) + the float32 bound
+    w = rand((40, 512), 12)
+    pw = pack_weights_int4(w, group_size=128)
+    a = rand((6, 512), 13)
+    y = pw.linear(a, activations="int8")
+    _, sa = quantize_activations(a, 128)
+    wabs = np.abs(pw.dequantize().astype(np.float64)).reshape(40, 4, 128).sum(axis=2)
+    step = 0.5 * sa.astype(np.float64) @ wabs.T
+    ref, mag, _ = reference_i8(a, pw)
+    full = a.astype(np.float64) @ pw.dequantize().astype(np.float64).T
+    assert np.all(np.abs(y - full) <= step * (1 + 1e-6) + bound_i8(pw, mag))
+    # and it is a real approximation: the error is far below the output scale
+    assert np.abs(y - full).max() < 0.05 * np.abs(full).max()
+
+
+def test_int8_activations_agnosticism_bias_bf16():
+    from lowprec import _dispatch
+
+    w = rand((70, 256), 14)
+    bias = rand((70,), 15)
+    pw = pack_weights_int4(w, group_size=64, bias=bias)
+    for m in (1, 4, 9, 300):
+        a = rand((m, 256), 16)
+        ref, mag, _ = reference_i8(a, pw, bias)
+        for isa in _dispatch.available_isas():
+            with _dispatch.use_isa(isa):
+                y1 = pw.linear(a, n_threads=1, activations="int8")
+                assert np.array_equal(y1, pw.linear(a, n_threads=2, activations="int8"))
+                assert np.all(np.abs(y1 - ref) <= bound_i8(pw, mag) + np.abs(bias) * 2 * EPS32)
+    ab = rand((5, 256), 17).astype(ml_dtypes.bfloat16)
+    assert np.array_equal(pw.linear(ab, activations="int8"),
+                          pw.linear(ab.astype(np.float32), activations="int8"))
+    # strided / batched activations
+    a3 = rand((2, 3, 512), 18)[..., ::2]
+    assert np.array_equal(pw.linear(a3, activations="int8"),
+                          pw.linear(np.ascontiguousarray(a3), activations="int8"))
+
+
+def test_int8_activations_special_values(isa):
+    pw = pack_weights_int4(rand((20, 64), 19), group_size=32)
+    a = rand((4, 64), 20)
+    a[1] = 0.0                 # all-zero row: sa = 0, exact zero output
+    a[2, 40] = np.inf          # non-finite activation: that row is NaN
+    a[3, 5] = np.nan
+    y = pw.linear(a, activations="int8")
+    assert np.all(y[1] == 0)
+    assert np.all(np.isnan(y[2])) and np.all(np.isnan(y[3]))
+    ref, mag, _ = reference_i8(a[:1], pw)
+    assert np.all(np.abs(y[0] - ref[0]) <= bound_i8(pw, mag[0]))
+
+
+def test_int8_activations_bad_input():
+    pw = pack_weights_int4(rand((4, 64), 0), group_size=32)
+    x = rand((2, 64), 1)
+    for bad in ("int4", "fp32", 8, None):
+        with pytest.raises(ValueError, match="activations"):
+            pw.linear(x, activations=bad)
+    big = pack_weights_int4(rand((2, 8192), 2), group_size=8192)
+    with pytest.raises(ValueError, match="group_size"):
+        big.linear(rand((1, 8192), 3), activations="int8")
+    with pytest.raises(TypeError):
+        pw.linear(x.astype(np.float64), activations="int8")
+    with pytest.raises(ValueError):
+        pw.linear(rand((2, 63), 0), activations="int8")
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 12), n=st.integers(1, 40), ng=st.integers(1, 3),
+       g=st.sampled_from([8, 32, 64]), sym=st.booleans(), seed=st.integers(0, 99))
+def test_int8_activations_hypothesis(m, n, ng, g, sym, seed):
+    k = ng * g
+    pw = pack_weights_int4(rand((n, k), seed), group_size=g, symmetric=sym)
+    a = rand((m, k), seed + 1)
+    ref, mag, _ = reference_i8(a, pw)
+    assert np.all(np.abs(pw.linear(a, activations="int8") - ref) <= bound_i8(pw, mag))

@@ -4,7 +4,8 @@
 # over the output, each computed by one thread over the full K; the kernel for a row depends on
 # M and K only.
 
-from libc.stdint cimport int64_t, uint8_t, uint32_t
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
@@ -20,10 +21,31 @@ cdef extern from "gemm_int4.h":
     void lowprec_int4_group_sums(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
                                  float *asum) noexcept nogil
 
+    ctypedef struct lp_int4i8_args:
+        const int8_t *aq
+        const float *asc
+        const float *asm_ "asm_"
+        int64_t m, n, k, group
+        const uint32_t *bp
+        const float *scales
+        const float *zeros
+        const float *bias
+        float *out
+        int64_t ldo
+        int isa
+        int64_t mc, nc, tiles_m, tiles_n
+    void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k,
+                                 int64_t group, int8_t *aq, float *asc, float *asm_,
+                                 int isa) noexcept nogil
+    void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads) noexcept nogil
+    void lowprec_int4i8_tile(const lp_int4i8_args *p, int64_t t) noexcept nogil
+    int LP_I8_MAX_GROUP
+
 KERNELS = {
-    0: "lowprec_sgemm_generic_6x16 + int4 panel dequant / generic GEMV",
-    1: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx2 GEMV m<=4",
-    2: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx512 vpermps-decode GEMV m<=4",
+    0: "lowprec_sgemm_generic_6x16 + int4 panel dequant / generic GEMV; int8 activations: generic",
+    1: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx2 GEMV m<=4; int8 activations: generic",
+    2: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx512 vpermps-decode GEMV m<=4; "
+       "int8 activations: vpdpbusd 8x32",
 }
 NR = 16
 
@@ -114,3 +136,84 @@ def gemm(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales
         free(asum)
     if err:
         raise MemoryError("int4 GEMM: could not allocate a buffer")
+
+
+#: Largest group size of the int8-activation product (the per-group integers stay below 2^24).
+I8_MAX_GROUP = LP_I8_MAX_GROUP
+
+
+def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales,
+            const float[::1] zeros, int64_t group, int64_t n, float[:, ::1] out,
+            const float[::1] bias, int n_threads=1, int isa=-1):
+    """out = a @ dequantize(w).T (+ bias) with activations quantized to int8 per row and group
+    (src/gemm_int4.h: integer dot products per group, float32 rescale and accumulation)."""
+    cdef lp_int4i8_args p
+    cdef int64_t m = a.shape[0], k = a.shape[1], ng, lda, ch, nch, c, r0, r1, t, n_tiles
+    cdef int nt = max(1, n_threads)
+    cdef int8_t *aq = NULL
+    cdef float *asc = NULL
+    if isa < 0:
+        isa = _isa
+    if group <= 0 or group % 8 or k % group or group > LP_I8_MAX_GROUP:
+        raise ValueError("group must be a multiple of 8 that divides K, at most %d"
+                         % LP_I8_MAX_GROUP)
+    nw, ns = sizes(n, k, group)
+    if words.shape[0] != nw or scales.shape[0] != ns or (zeros is not None and zeros.shape[0] != ns):
+        raise ValueError("packed weight has the wrong size")
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("out has the wrong shape")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError("bias has the wrong length")
+    if m > 0 and k > 1 and a.strides[1] != 4:
+        raise ValueError("a needs a unit column stride")
+    if m == 0 or n == 0:
+        return
+    ng = k // group
+    lda = a.strides[0] // 4
+    # rows interleaved in blocks of 8 (src/gemm_int4.h): the last block is padded
+    aq = <int8_t *>malloc(<size_t>(((m + 7) // 8) * 8 * k + 64))
+    asc = <float *>malloc(<size_t>(2 * m * ng * 4 + 4))
+    if aq == NULL or asc == NULL:
+        free(aq)
+        free(asc)
+        raise MemoryError("int4 GEMM: could not allocate the int8 activations")
+    p.aq = aq
+    p.asc = asc
+    p.asm_ = asc + m * ng
+    p.m = m
+    p.n = n
+    p.k = k
+    p.group = group
+    p.bp = &words[0] if nw > 0 else NULL
+    p.scales = &scales[0] if ns > 0 else NULL
+    p.zeros = &zeros[0] if (zeros is not None and ns > 0) else NULL
+    p.bias = &bias[0] if bias is not None else NULL
+    p.out = &out[0, 0]
+    p.ldo = out.strides[0] // 4
+    p.isa = isa
+    with nogil:
+        if k > 0:
+            # rows in chunks of 64 (whole blocks of 8; each row's quantization is independent
+            # of the split)
+            ch = 64
+            nch = (m + ch - 1) // ch
+            if nt > 1 and nch > 1 and m * k >= (1 << 16):
+                for c in prange(nch, num_threads=nt, schedule='static'):
+                    r0 = c * ch
+                    r1 = min(m, r0 + ch)
+                    lowprec_int4i8_quantize(&a[r0, 0], lda, r1 - r0, k, group, aq + r0 * k,
+                                            asc + r0 * ng, asc + m * ng + r0 * ng, isa)
+            else:
+                lowprec_int4i8_quantize(&a[0, 0], lda, m, k, group, aq, asc, asc + m * ng, isa)
+        lowprec_int4i8_plan(&p, nt)
+        n_tiles = p.tiles_m * p.tiles_n
+        if nt > n_tiles:
+            nt = <int>n_tiles
+        if nt > 1:
+            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+                lowprec_int4i8_tile(&p, t)
+        else:
+            for t in range(n_tiles):
+                lowprec_int4i8_tile(&p, t)
+    free(aq)
+    free(asc)

@@ -1,6 +1,7 @@
 /* int4-weight products: packing into the kernel layout, portable twins, the tile driver.
  * Layout and arithmetic: gemm_int4.h. */
 #define LP_F32ACC_IMPL
+#include <math.h>
 #include "gemm_int4.h"
 
 void lowprec_int4_pack(const uint8_t *qv, const float *scale, const uint8_t *zp, int64_t n,
@@ -109,4 +110,136 @@ int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t)
         return lp_f32acc_tile(p, t, lowprec_int4_panel_f32_avx2, lowprec_int4_gemv_avx2);
 #endif
     return lp_f32acc_tile(p, t, int4_panel_f32_generic, int4_gemv_generic);
+}
+
+/* ---- int8 activations: quantization, planning, the portable block kernel -------------------
+ * Arithmetic and layout: gemm_int4.h (lp_int4i8_args).  The portable twin computes the same
+ * exact integers (D - z A in int32) and the same float32 steps, except that t * sa * s is two
+ * rounded products and an add instead of a product and an fma (within the same bound). */
+
+void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                             int8_t *aq, float *asc, float *asm_, int isa)
+{
+#if LOWPREC_BUILD_AVX2
+    if (isa >= LOWPREC_ISA_AVX512VNNI && group % 16 == 0) {
+        lowprec_int4i8_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
+        return;
+    }
+#endif
+    (void)isa;
+    /* k = 8u + j goes to byte pos[j] of its block (byte b holds k = 8u + {0,2,4,6,1,3,5,7}[b]) */
+    static const int pos[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    int64_t ng = k / group;
+    for (int64_t i = 0; i < m; i++) {
+        const float *ai = a + i * lda;
+        for (int64_t g = 0; g < ng; g++) {
+            const float *x = ai + g * group;
+            float amax = 0.0f;
+            int finite = 1;
+            for (int64_t kk = 0; kk < group; kk++) {
+                float v = fabsf(x[kk]);
+                if (!(v <= 3.4028235e38f)) finite = 0; /* inf or NaN */
+                if (v > amax) amax = v;
+            }
+            float sa = amax / 127.0f;
+            int32_t sum = 0;
+            for (int64_t kk = 0; kk < group; kk++) {
+                int32_t v = 0;
+                if (finite && sa != 0.0f) {
+                    float r = nearbyintf(x[kk] / sa);
+                    v = r > 127.0f ? 127 : (r < -127.0f ? -127 : (int32_t)r);
+                }
+                sum += v;
+                int64_t kg = g * group + kk;
+                aq[(i / LP_I8_MR) * LP_I8_MR * k + (kg / 8) * 64 + (i % LP_I8_MR) * 8 + pos[kg & 7]] =
+                    (int8_t)v;
+            }
+            asc[i * ng + g] = finite ? sa : __builtin_nanf("");
+            asm_[i * ng + g] = (float)sum;
+        }
+    }
+}
+
+void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads)
+{
+    /* rows per tile: the tile's aq block (mc x K bytes) stays in L2 (~256 KiB) while the weight
+     * strips of the tile stream past; columns per tile: up to 16 panels, fewer until there are
+     * >= 2 tiles per thread.  Depends on M, N, K and the thread count, but the k order of every
+     * output does not, so the results do not depend on the thread count. */
+    int64_t m = p->m, k = p->k > 0 ? p->k : 1, n_panels = (p->n + LP_NR - 1) / LP_NR;
+    int64_t mc = (256 * 1024) / k / LP_I8_MR * LP_I8_MR;
+    if (mc < LP_I8_MR) mc = LP_I8_MR;
+    if (mc > 512) mc = 512;
+    if (mc > m) mc = m > 0 ? m : 1;
+    p->mc = mc;
+    p->tiles_m = (m + mc - 1) / mc;
+    int64_t ncp = 16;
+    if (ncp > n_panels) ncp = n_panels > 0 ? n_panels : 1;
+    while (ncp > 2 && p->tiles_m * ((n_panels + ncp - 1) / ncp) < 2 * (int64_t)n_threads) ncp -= 2;
+    while (ncp > 1 && p->tiles_m * ((n_panels + ncp - 1) / ncp) < 2 * (int64_t)n_threads) ncp--;
+    p->nc = ncp * LP_NR;
+    p->tiles_n = (n_panels + ncp - 1) / ncp;
+}
+
+static void int4i8_block_generic(const lp_int4i8_args *p, int64_t i0, int mr, int64_t q0, int np)
+{
+    int64_t k = p->k, ku = k / 8, G = p->group, ng = k / G;
+    for (int pp = 0; pp < np; pp++) {
+        int64_t q = q0 + pp;
+        const uint32_t *wq = p->bp + q * ku * LP_NR;
+        int64_t nc = p->n - q * LP_NR;
+        if (nc > LP_NR) nc = LP_NR;
+        for (int r = 0; r < mr; r++) {
+            int64_t i = i0 + r;
+            const int8_t *ai = p->aq + (i / LP_I8_MR) * LP_I8_MR * k + (i % LP_I8_MR) * 8;
+            float acc[LP_NR];
+            for (int c = 0; c < LP_NR; c++) acc[c] = 0.0f;
+            for (int64_t g = 0; g < ng; g++) {
+                const float *s = p->scales + (q * ng + g) * LP_NR;
+                const float *z = p->zeros ? p->zeros + (q * ng + g) * LP_NR : NULL;
+                float sa = p->asc[i * ng + g];
+                int32_t A = (int32_t)p->asm_[i * ng + g];
+                for (int c = 0; c < LP_NR; c++) {
+                    int32_t d = 0;
+                    for (int64_t u = g * (G / 8); u < (g + 1) * (G / 8); u++) {
+                        uint32_t w = wq[u * LP_NR + c] ^ 0x88888888u; /* nibble j = q at k = 8u + j */
+                        for (int b = 0; b < 4; b++) {
+                            d += (int32_t)((w >> (8 * b)) & 15) * ai[64 * u + b];
+                            d += (int32_t)((w >> (8 * b + 4)) & 15) * ai[64 * u + 4 + b];
+                        }
+                    }
+                    int32_t zc = z ? (int32_t)z[c] + 8 : 8;
+                    float t = (float)(d - zc * A) * sa;
+                    acc[c] += t * s[c];
+                }
+            }
+            float *o = p->out + i * p->ldo + q * LP_NR;
+            const float *bias = p->bias ? p->bias + q * LP_NR : NULL;
+            for (int c = 0; c < nc; c++) o[c] = bias ? acc[c] + bias[c] : acc[c];
+        }
+    }
+}
+
+void lowprec_int4i8_tile(const lp_int4i8_args *p, int64_t t)
+{
+    int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
+    int64_t i0 = tm * p->mc, i1 = i0 + p->mc;
+    int64_t q0 = tn * (p->nc / LP_NR), q1 = q0 + p->nc / LP_NR;
+    int64_t n_panels = (p->n + LP_NR - 1) / LP_NR;
+    if (i1 > p->m) i1 = p->m;
+    if (q1 > n_panels) q1 = n_panels;
+    /* panel pairs outer (the pair's weights, K x 32 nibbles, stay in L1/L2 across the row
+     * blocks), rows inner */
+    for (int64_t q = q0; q < q1; q += 2) {
+        int np = q + 1 < q1 ? 2 : 1;
+        for (int64_t i = i0; i < i1; i += LP_I8_MR) {
+            int mr = (int)(i1 - i < LP_I8_MR ? i1 - i : LP_I8_MR);
+#if LOWPREC_BUILD_AVX2
+            if (p->isa >= LOWPREC_ISA_AVX512VNNI)
+                lowprec_int4i8_block_avx512(p, i, mr, q, np);
+            else
+#endif
+                int4i8_block_generic(p, i, mr, q, np);
+        }
+    }
 }

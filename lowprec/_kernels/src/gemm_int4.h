@@ -28,7 +28,50 @@ void lowprec_int4_group_sums(const float *a, int64_t lda, int64_t m, int64_t k, 
 
 void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf);
 void lowprec_int4_gemv_avx2(const lp_f32acc_args *p, int64_t q, int nc);
-/* gemm_int4_avx512.c (avx512vnni level): GEMV only; the M > 4 path stays AVX2 */
+/* gemm_int4_avx512.c (avx512vnni level): float32 activations GEMV only (the M > 4 path stays
+ * AVX2); the int8-activation kernels below */
 void lowprec_int4_gemv_avx512(const lp_f32acc_args *p, int64_t q, int nc);
+
+
+/* ---- int8 activations (activations="int8"): integer dot products per group ----------------
+ * Each activation row is quantized per group g of K (symmetric int8, computed in float32):
+ *   amax = max |a| over the group, sa = amax / 127 (float32 division), aq = rint(a / sa)
+ *   clamped to [-127, 127] (round half to even; sa == 0 -> aq = 0; a non-finite amax -> sa = NaN,
+ *   so the row's outputs are NaN).  Per row and group also A = sum aq (exact, stored as float).
+ * aq is stored permuted within every 8 k so that it matches the nibble order of the weight word:
+ *   bytes [8u .. 8u+7] of a row = aq[8u + 0, 2, 4, 6, 1, 3, 5, 7]
+ * and rows are interleaved in blocks of LP_I8_MR = 8: byte kp of row i (kp the permuted position)
+ * is at aq[(i / 8) * 8 K + (kp / 8) * 64 + (i % 8) * 8 + kp % 8], so the 8 rows' 8 k of one step
+ * of the kernel are one 64-byte line (padding rows of the last block are never read).
+ * because (word ^ 0x88888888) & 0x0F0F0F0F holds q at k = 8u + 0, 2, 4, 6 (one byte each) and
+ * ((word >> 4) ^ ...) & 0x0F0F0F0F holds k = 8u + 1, 3, 5, 7: a dword of aq and a dword of a
+ * decoded word pair the same k, the layout vpdpbusd (u8 weights x s8 activations) needs.
+ * Per group, exactly in int32: D = sum aq * q, then t = D - z A (|t| <= 1905 group < 2^24 for
+ * group <= 4096: exact in float32), and the float32 accumulator gets acc = fma(t * sa, s, acc)
+ * (two roundings per group).  Bound: docs/bf16_int4_gemm.md. */
+#define LP_I8_MAX_GROUP 4096
+#define LP_I8_MR 8 /* rows per block call: the AVX-512 kernel's register block is 8 x 32 */
+typedef struct {
+    const int8_t *aq;   /* ceil(m / 8) * 8 * k bytes (permuted, interleaved: see above) */
+    const float *asc;   /* m x ng: sa */
+    const float *asm_;  /* m x ng: A = sum aq (float) */
+    int64_t m, n, k, group;
+    const uint32_t *bp; /* kernel-layout words */
+    const float *scales, *zeros; /* zeros: (z - 8) as float or NULL (symmetric) */
+    const float *bias;
+    float *out;
+    int64_t ldo;
+    int isa;
+    int64_t mc, nc, tiles_m, tiles_n;
+} lp_int4i8_args;
+
+/* rows [0, m) of a into aq (whose row 0 starts a block of 8) */
+void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                             int8_t *aq, float *asc, float *asm_, int isa);
+void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads);
+void lowprec_int4i8_tile(const lp_int4i8_args *p, int64_t t);
+void lowprec_int4i8_quantize_avx512(const float *a, int64_t lda, int64_t m, int64_t k,
+                                    int64_t group, int8_t *aq, float *asc, float *asm_);
+void lowprec_int4i8_block_avx512(const lp_int4i8_args *p, int64_t i0, int mr, int64_t q0, int np);
 
 #endif
