@@ -26,6 +26,8 @@ from setuptools.command.build_ext import build_ext
 KERNEL_DIR = os.path.join("lowprec", "_kernels")
 SRC_DIR = os.path.join(KERNEL_DIR, "src")
 ISA_SUFFIXES = ("", "_avx2", "_avx512", "_neon")
+# C files a module links besides its own family's (a kernel shared across families).
+EXTRA_SOURCES = {"_embedding": ["bag_check.c"]}
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -106,7 +108,7 @@ def kernel_extensions():
             path
             for path in glob.glob(os.path.join(SRC_DIR, family + "*.c"))
             if os.path.basename(path)[len(family) : -len(".c")] in ISA_SUFFIXES
-        )
+        ) + [os.path.join(SRC_DIR, f) for f in EXTRA_SOURCES.get(name, [])]
         extensions.append(
             Extension(
                 "lowprec._kernels." + name,

@@ -2,16 +2,19 @@
 
 ``embedding_bag(..., check="raise"|"report")`` verifies every pooled bag against checksums of
 the table rows taken when the table was quantized (``RowwiseQuantizedTable.row_checksums``) or,
-for float tables, by :func:`row_checksums` when the table was loaded.  For each bag
+for float tables, by :func:`row_checksums` when the table was known to be good.  For each bag
 
     sum_j out[b, j]  ==  sum_i w_i * rowsum[r_i]      (up to float32 rounding)
 
-where ``rowsum[r] = sum_j table[r, j]`` (quantized rows: ``scale * sum(q) + D * bias``) and the
-tolerance is a rigorous bound of the kernel's float32 rounding, ``gamma(2n + 3) * sum_i |w_i| *
-abs_sum[r_i]`` plus the rounding of the output (docs/soft_errors.md derives it).  A bit flip in a
-code, scale or bias of a row in memory, or in a stored output element, moves the left side by the
-flip's change and is flagged when that change exceeds the tolerance; the clean arithmetic never
-exceeds it, so a correct result is never flagged.  Max pooling is not linear and has no check.
+where ``rowsum[r] = sum_j table[r, j]`` (quantized rows: ``scale * sum(q) + D * bias``, exact in
+the integer code sum) and the tolerance is a rigorous bound of the kernel's float32 rounding,
+``gamma(2n + 3) * sum_i |w_i| * abs_sum[r_i]`` plus the rounding of the output
+(docs/soft_errors.md derives it).  A flipped bit in a code, scale or bias of a row at rest, or in
+a stored output element, moves the left side by the flip's change and is flagged when that
+exceeds the tolerance; the clean arithmetic never exceeds it, so a correct result is never
+flagged.  The check runs inside the lookup, a few dozen bags at a time right after they are
+pooled (the pooling kernel prefetches the rows' checksums with the rows).  Max pooling is not
+linear and has no check.
 
 Examples
 --------
@@ -28,7 +31,7 @@ Examples
 import numpy as np
 
 from ._errors import SoftErrorDetected
-from ._kernels import _bag_checksum
+from ._kernels import _rowwise
 from ._threads import resolve_n_threads
 from ._validation import as_array
 
@@ -36,8 +39,8 @@ __all__ = ["row_checksums"]
 
 CHECKS = ("off", "raise", "report")
 
-# Rows per thread below which the checksum pass stays serial (a row is ~20-100 ns).
-_MIN_ROWS_PER_THREAD = 1 << 14
+# Rows per thread below which the checksum pass stays serial (a row is ~10-50 ns).
+_MIN_ROWS_PER_THREAD = 1 << 15
 
 
 def row_checksums(table, *, n_threads=None):
@@ -46,7 +49,7 @@ def row_checksums(table, *, n_threads=None):
     Column 0 is each row's sum, column 1 a bound of the magnitudes the EmbeddingBag kernel adds
     (``sum |v|``; quantized rows ``|scale| * sum(q) + D * |bias|``), rounded up.  Take them once,
     when the table is known to be good, and pass them to ``embedding_bag(..., check=...,
-    checksums=...)``.  Quantized tables already carry theirs (``table.row_checksums``).
+    checksums=...)``.  Quantized tables carry theirs (``table.row_checksums``).
 
     Parameters
     ----------
@@ -67,7 +70,7 @@ def row_checksums(table, *, n_threads=None):
     out = np.empty((n_rows, 2), dtype=np.float32)
     nt = resolve_n_threads(n_threads, work_items=n_rows,
                            min_items_per_thread=_MIN_ROWS_PER_THREAD)
-    _bag_checksum.row_checksums(raw, dim, fmt, out, nt)
+    _rowwise.row_checksums(raw, dim, fmt, out, nt)
     return out
 
 
@@ -102,21 +105,9 @@ def checksums_for(table, checksums, n_rows, mode):
     return np.ascontiguousarray(c)
 
 
-def verify(plan, out, checksums, n_threads):
-    """Per-bag flags (bool, True = failed) of the pooled ``out`` of ``plan``."""
-    from .embedding import _OUT_FMTS, _MODES
-
-    flags = np.zeros(plan.n_bags, dtype=np.uint8)
-    if plan.n_bags and plan.dim:
-        _bag_checksum.check_bags(
-            checksums, plan.dim, plan.mode == _MODES["mean"], plan.indices.view(np.uint8),
-            plan.idx64, plan.offsets, plan.weights, plan.mapping, plan.padding_idx,
-            out.view(np.uint8), _OUT_FMTS[out.dtype], flags, n_threads)
-    return flags.view(bool)
-
-
 def finish(check, out, flags):
     """The API's answer: ``out``, ``(out, flags)`` for "report", or SoftErrorDetected."""
+    flags = flags.view(bool)
     if check == "report":
         return out, flags
     if flags.any():

@@ -262,15 +262,12 @@ def measure_overhead(table, indices, checksums=None, n_threads=1, repeats=15):
 
 
 def _run_with_output_flip(table, indices, checksums, n_threads, where):
-    """embedding_bag(check="report") with bit ``where[2]`` of output element ``where[:2]``
-    flipped between the pooling and the check (the seam the check covers)."""
+    """embedding_bag(check="report") with bit ``where[2]`` of float32 output element
+    ``where[:2]`` flipped between the pooling of its bag and the check (the seam the check
+    covers)."""
     b, d, bit = where
-    p = _eb._prepare(table, indices, None, None, "sum", None, False, None, None)
-    cs = _checks.checksums_for(table, checksums, p.n_rows, "sum")
-    out = np.empty((p.n_bags, p.dim), dtype=np.float32)
-    _eb._execute(p, out, _eb._OUT_FMTS[out.dtype], n_threads, check=True)
-    out.view(np.uint32)[b, d] ^= np.uint32(1 << bit)
-    return out, _checks.verify(p, out, cs, n_threads)
+    return _eb.embedding_bag(table, indices, check="report", checksums=checksums,
+                             n_threads=n_threads, _inject=(b, 4 * d + bit // 8, bit % 8))
 
 
 def _isa_name():

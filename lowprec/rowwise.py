@@ -117,9 +117,9 @@ class RowwiseQuantizedTable:
         Each row's soft-error checksum, ``(sum, abs_sum)`` of its dequantized values
         (``scale * sum(q) + D * bias`` and ``|scale| * sum(q) + D * |bias|``, the latter
         rounded up), taken when the table was quantized or wrapped: ``embedding_bag(...,
-        check="raise"|"report")`` verifies every bag against them (docs/soft_errors.md).  They
-        are kept next to the rows, not inside them, so the rows stay byte for byte PyTorch's.
-        None when built with ``row_checksums=False``.
+        check="raise"|"report")`` verifies every bag against them (docs/soft_errors.md).  Kept
+        next to the rows, not inside them: the rows stay byte for byte PyTorch's.  None when
+        built with ``row_checksums=False``.
 
     Examples
     --------

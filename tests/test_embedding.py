@@ -450,6 +450,104 @@ def test_bad_out():
     assert o.dtype == np.float16
 
 
+
+@pytest.mark.parametrize("case", range(len(_bad_calls())))
+def test_bad_input_raises_without_out(case):
+    """The same errors when no ``out`` is given (the one-call path for plain arguments)."""
+    exc, match, args, kw = _bad_calls()[case]
+    with pytest.raises(exc, match=match):
+        embedding_bag(*args, **kw)
+
+
+def test_common_call_is_one_step(monkeypatch):
+    """1-D indices + offsets without weights, mapping, padding or ``out`` skip the Python
+    validation (_prepare) entirely, and give the bits of the validating path (forced here by
+    ``out=``), for every table format, index / offset type, mode, output dtype and thread
+    count; include_last_offset too."""
+    import lowprec.embedding as eb
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for fmt in FORMATS:
+        for dim in (16, 40, 64, 128):
+            table = make_table(fmt, 50, dim, seed=dim)
+            lens = rng.integers(0, 12, 40)
+            lens[7] = 0
+            idx = rng.integers(0, 50, lens.sum())
+            idx[:2] = 49
+            offs = np.concatenate([[0], np.cumsum(lens)])
+            cases.append((table, idx, offs))
+    want = []
+    for table, idx, offs in cases:
+        for it in (np.int32, np.int64):
+            for ot in (np.int32, np.int64):
+                for last in (False, True):
+                    o = (offs if last else offs[:-1]).astype(ot)
+                    for mode in MODES:
+                        for dt in (np.float32, np.float16, BF16):
+                            for nt in (1, 2):
+                                args = (table, idx.astype(it), o)
+                                kw = dict(mode=mode, include_last_offset=last, out_dtype=dt,
+                                          n_threads=nt)
+                                ref = np.empty((len(offs) - 1, table.shape[1]), dt)
+                                embedding_bag(*args, out=ref, **kw)
+                                want.append((args, kw, ref))
+
+    def no_prepare(*a, **k):
+        raise AssertionError("the common call went through _prepare")
+
+    monkeypatch.setattr(eb, "_prepare", no_prepare)
+    for args, kw, ref in want:
+        got = embedding_bag(*args, **kw)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), kw
+
+
+def test_common_call_unusual_layouts():
+    """Arguments the one-call path does not take (strided indices, lists, strided table rows,
+    a negative row stride, a byte-swapped table) give the validating path's result, and invalid
+    offsets / indices of every integer type raise its errors with the exact message."""
+    table = make_table("f32", 30, 24, seed=3)
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 30, 64)
+    offs = np.arange(0, 64, 8)
+    want = embedding_bag(table, idx, offs, out=np.empty((8, 24), np.float32))
+    for t, i, o in ((table, idx.repeat(2)[::2], offs), (table, list(idx), list(offs)),
+                    (np.asfortranarray(table), idx, offs), (table[::-1], 29 - idx, offs),
+                    (table.astype(">f4"), idx, offs)):
+        assert np.array_equal(embedding_bag(t, i, o), want)
+    for i, o in ((idx.astype(">i8"), offs), (idx, offs.astype(">i4"))):
+        with pytest.raises(TypeError, match="expected int32 or int64"):
+            embedding_bag(table, i, o)
+    for it in (np.int32, np.int64):
+        for ot in (np.int32, np.int64):
+            bad = idx.astype(it)
+            bad[37] = 30
+            with pytest.raises(IndexError, match=r"indices\[37\] = 30 is out of range"):
+                embedding_bag(table, bad, offs.astype(ot))
+            bad[37] = -1
+            with pytest.raises(IndexError, match=r"indices\[37\] = -1 is out of range"):
+                embedding_bag(table, bad, offs.astype(ot))
+            o = offs.astype(ot)
+            with pytest.raises(ValueError, match="must not decrease"):
+                embedding_bag(table, idx.astype(it), o[[0, 2, 1, 3]])
+            with pytest.raises(ValueError, match="start at 0"):
+                embedding_bag(table, idx.astype(it), o[1:])
+            with pytest.raises(ValueError, match="exceeds"):
+                embedding_bag(table, idx.astype(it), np.append(o, 65).astype(ot))
+            with pytest.raises(ValueError, match="exceeds"):
+                embedding_bag(table, idx.astype(it), np.append(o, 65).astype(ot),
+                              include_last_offset=True)
+    with pytest.raises(ValueError, match="at least one entry"):
+        embedding_bag(table, idx, offs[:0], include_last_offset=True)
+    with pytest.raises(ValueError, match="n_threads"):
+        embedding_bag(table, idx, offs, n_threads=0)
+    # No bags, no indices, an empty table: the validating path's results.
+    assert embedding_bag(table, idx, offs[:0]).shape == (0, 24)
+    assert np.all(embedding_bag(table, idx[:0], np.zeros(3, np.int64)) == 0)
+    with pytest.raises(IndexError):
+        embedding_bag(table[:0], idx, offs)
+
 def test_index_beyond_table_never_read():
     """Huge and negative int64 indices are rejected (never turned into an address)."""
     t = make_table("f32", 10, 8)

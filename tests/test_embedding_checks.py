@@ -304,3 +304,41 @@ def test_evaluate_embedding_small():
         assert t["detected"] >= 0.99 * t["significant"], (name, t)
     assert "| codes |" in r.table()
     assert "codes:" in r.bits_table()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16])
+def test_output_flips_between_pooling_and_check_are_caught(isa, dtype):
+    """The private _inject hook flips a bit of a bag's stored output after the bag was pooled
+    and before it is checked: every flip of a sign or exponent bit moves the bag's sum far
+    beyond the tolerance and flags exactly that bag."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-1, 1, (100, 5)).astype(dtype)
+    cs = row_checksums(x)
+    idx = _lookup(rng, 100, 40, 8)
+    clean = embedding_bag(x, idx)
+    for b, d in ((0, 0), (17, 4), (39, 2)):
+        for bit in range(23, 32):
+            y, flags = embedding_bag(x, idx, check="report", checksums=cs, n_threads=2,
+                                     _inject=(b, 4 * d + bit // 8, bit % 8))
+            expected = np.zeros(40, bool)
+            expected[b] = True
+            assert y[b, d] != clean[b, d]
+            np.testing.assert_array_equal(flags, expected, err_msg=f"{b} {d} {bit}")
+
+
+def test_flags_do_not_depend_on_chunking():
+    """Bags are pooled and checked a few dozen at a time: a long lookup (many chunks, uneven
+    bag lengths) gives the same flags and output on 1 and 2 threads."""
+    rng = np.random.default_rng(12)
+    x = rng.uniform(-1, 1, (500, 24)).astype(np.float32)
+    t = quantize_rowwise(x, bits=4)
+    lengths = rng.integers(0, 60, 1000)
+    idx = rng.integers(0, 500, lengths.sum()).astype(np.int32)
+    cs = t.row_checksums.copy()
+    cs[7, 0] += 0.5  # a corrupted stored checksum: the bags using row 7 fail
+    users = np.array([7 in idx[o:o + n] for o, n in zip(np.cumsum(lengths) - lengths, lengths)])
+    outs = [embedding_bag(t, idx, lengths=lengths, check="report", checksums=cs, n_threads=nt)
+            for nt in (1, 2)]
+    for y, flags in outs:
+        np.testing.assert_array_equal(flags, users)
+        np.testing.assert_array_equal(y, outs[0][0])

@@ -167,3 +167,27 @@ def nbit_loss(const float[::1] x, int bits, float lo, float hi):
     if _isa == 1:
         return lowprec_rowwise_nbit_loss_avx2(&x[0], x.shape[0], bits, lo, hi)
     return lowprec_rowwise_nbit_loss_generic(&x[0], x.shape[0], bits, lo, hi)
+
+
+def row_checksums(const uint8_t[:, :] rows, int64_t dim, int fmt, float[:, ::1] out,
+                  int n_threads):
+    """Fill ``out`` (R, 2) with the soft-error checksum (row_checksum.h: sum, abs_sum) of every
+    row of a table in format ``fmt`` (embedding's FMT_*), given as bytes (rows contiguous, any
+    row stride)."""
+    cdef int64_t n = rows.shape[0], c
+    if out.shape[0] != n or out.shape[1] != 2:
+        raise ValueError("out must have shape (rows, 2)")
+    if rows.shape[1] > 1 and rows.strides[1] != 1:
+        raise ValueError("rows must be contiguous")
+    if n == 0:
+        return
+    cdef const uint8_t *p = &rows[0, 0] if rows.shape[1] > 0 else NULL
+    cdef int64_t stride = rows.strides[0]
+    cdef float *o = &out[0, 0]
+    with nogil:
+        if n_threads <= 1:
+            for c in range(n):
+                lowprec_row_checksum(p + c * stride, dim, fmt, o + 2 * c)
+        else:
+            for c in prange(n, num_threads=n_threads, schedule='static'):
+                lowprec_row_checksum(p + c * stride, dim, fmt, o + 2 * c)

@@ -63,6 +63,8 @@ typedef struct lowprec_eb_args {
     uint8_t *out;           /* output row 0                                          */
     int64_t out_stride;     /* bytes between output rows                             */
     int out_fmt;            /* LOWPREC_EB_OUT_*                                      */
+    const float *row_checks; /* soft-error check: (sum, abs_sum) per stored row
+                              * (bag_check.h), prefetched with the rows; or NULL       */
 } lowprec_eb_args;
 
 /* Pool the bags [bag_begin, bag_end). */

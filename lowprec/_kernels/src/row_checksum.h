@@ -1,7 +1,7 @@
 /* Per-row checksums of embedding tables, for EmbeddingBag's soft-error check
  * (docs/soft_errors.md, "EmbeddingBag").  Header-only: the row-wise quantizer (_rowwise.pyx)
- * computes them while a freshly quantized chunk is still in cache, the checker
- * (bag_checksum.c) for tables it is handed.
+ * takes them while a freshly quantized chunk is still in cache (and for any table it is
+ * handed); the EmbeddingBag check (bag_check.c) reads them.
  *
  * For a row whose values (as the EmbeddingBag kernels read them) are v[0..D):
  *   sum     = sum_j v[j]           rounded to float32 (nearest)

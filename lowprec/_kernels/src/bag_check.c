@@ -1,0 +1,173 @@
+/* EmbeddingBag soft-error check (see bag_check.h).  Portable C on every ISA: per entry two
+ * floats read from cache (the pooling kernel prefetched them), per bag one pass over its
+ * output row (just written, in L1) in float lanes the compiler vectorises. */
+#include <math.h>
+#include <string.h>
+
+#include "bag_check.h"
+#include "half.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define CS_U 5.9604644775390625e-8 /* float32 unit roundoff, 2^-24 */
+/* Float lanes of the output sums (lane = column mod LANES, then pairwise). */
+#define LANES 16
+
+static inline double gamma_n(double n) { return n * CS_U / (1.0 - n * CS_U); }
+
+/* Error depth of a LANES-lane float32 sum of dim terms: each lane adds ceil(dim / LANES)
+ * terms, the pairwise combination log2(LANES) = 4 more. */
+static inline double lane_depth(int64_t dim) { return (double)((dim + LANES - 1) / LANES + 4); }
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Sum and absolute sum of one output row (0 float32, 1 float16, 2 bfloat16) in LANES float32
+ * lanes: both within gamma(lane_depth(dim)) of the exact sums, relative to the exact absolute
+ * sum.  (One chain of double additions would cost more than the pooling.) */
+static void out_sums(const uint8_t *row, int64_t dim, int fmt, double *sum, double *abs_sum) {
+    float s[LANES] = {0}, a[LANES] = {0};
+    int64_t j = 0;
+    if (fmt == LOWPREC_EB_OUT_F32) {
+        for (; j + LANES <= dim; j += LANES) {
+            float v[LANES];
+            memcpy(v, row + 4 * j, sizeof v);
+            for (int k = 0; k < LANES; k++) {
+                s[k] += v[k];
+                a[k] += fabsf(v[k]);
+            }
+        }
+    } else if (fmt == LOWPREC_EB_OUT_BF16) {
+        for (; j + LANES <= dim; j += LANES) {
+            uint16_t h[LANES];
+            memcpy(h, row + 2 * j, sizeof h);
+            for (int k = 0; k < LANES; k++) {
+                const float v = bf16_to_f32(h[k]);
+                s[k] += v;
+                a[k] += fabsf(v);
+            }
+        }
+    }
+    for (; j < dim; j++) {
+        float v;
+        if (fmt == LOWPREC_EB_OUT_F32) {
+            memcpy(&v, row + 4 * j, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, row + 2 * j, 2);
+            v = fmt == LOWPREC_EB_OUT_F16 ? lowprec_f16_to_f32(h) : bf16_to_f32(h);
+        }
+        s[j % LANES] += v;
+        a[j % LANES] += fabsf(v);
+    }
+    for (int w = LANES / 2; w > 0; w /= 2) {
+        for (int k = 0; k < w; k++) {
+            s[k] += s[k + w];
+            a[k] += a[k + w];
+        }
+    }
+    *sum = s[0];
+    *abs_sum = a[0];
+}
+
+static inline int64_t entry_index(const lowprec_eb_args *a, int64_t i) {
+    return a->idx64 ? ((const int64_t *)a->indices)[i] : (int64_t)((const int32_t *)a->indices)[i];
+}
+
+/* Expected sum and bound of the bag of entries [i0, i1); returns the counted entries. */
+static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, double *expected,
+                            double *bound) {
+    const float *cs = a->row_checks;
+    double e[4] = {0}, t[4] = {0};
+    int64_t count = 0;
+    if (!a->weights && !a->mapping && a->padding_idx < 0) {
+        /* The common case: every entry counts with weight 1.  Four independent chains. */
+        int64_t i = i0;
+#if defined(__SSE2__)
+        /* One 8-byte load and one conversion per entry: (sum, abs_sum) -> two doubles. */
+        __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
+        for (; i + 4 <= i1; i += 4) {
+            for (int k = 0; k < 4; k++) {
+                const __m128 c = _mm_castpd_ps(_mm_load_sd((const double *)(cs + 2 * entry_index(a, i + k))));
+                acc[k] = _mm_add_pd(acc[k], _mm_cvtps_pd(c));
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            e[k] = _mm_cvtsd_f64(acc[k]);
+            t[k] = _mm_cvtsd_f64(_mm_unpackhi_pd(acc[k], acc[k]));
+        }
+#else
+        for (; i + 4 <= i1; i += 4) {
+            for (int k = 0; k < 4; k++) {
+                const float *c = cs + 2 * entry_index(a, i + k);
+                e[k] += (double)c[0];
+                t[k] += (double)c[1];
+            }
+        }
+#endif
+        for (; i < i1; i++) {
+            const float *c = cs + 2 * entry_index(a, i);
+            e[0] += (double)c[0];
+            t[0] += (double)c[1];
+        }
+        count = i1 - i0;
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t idx = entry_index(a, i);
+            if (idx == a->padding_idx) continue;
+            const int64_t r = a->mapping ? (int64_t)a->mapping[idx] : idx;
+            if (r < 0) continue; /* pruned row */
+            const float *c = cs + 2 * r;
+            const double w = a->weights ? (double)a->weights[i] : 1.0;
+            e[count & 3] += w * (double)c[0];
+            t[count & 3] += fabs(w) * (double)c[1];
+            count++;
+        }
+    }
+    *expected = (e[0] + e[1]) + (e[2] + e[3]);
+    *bound = (t[0] + t[1]) + (t[2] + t[3]);
+    return count;
+}
+
+void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
+                       uint8_t *flags) {
+    const int ofmt = a->out_fmt;
+    /* Unit roundoff of the output format, and half its smallest subnormal (the absolute error
+     * of rounding a tiny float32 to it). */
+    const double u_out = ofmt == LOWPREC_EB_OUT_F32 ? CS_U : (ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-11 : 0x1p-8);
+    const double tiny_out = ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-25 : 0x1p-150;
+    const double g_out = gamma_n(lane_depth(a->dim));
+    for (int64_t b = bag_begin; b < bag_end; b++) {
+        double e, t;
+        const int64_t count = bag_expected(a, a->offsets[b], a->offsets[b + 1], &e, &t);
+        if (a->mode == LOWPREC_EB_MEAN && count > 0) {
+            e /= (double)count;
+            t /= (double)count;
+        }
+        double o, o_abs;
+        out_sums(a->out + b * a->out_stride, a->dim, ofmt, &o, &o_abs);
+        /* sum_j |out| bounds the output's rounding: the measured one (a lane sum, scaled up to
+         * bound the exact one), capped by the a-priori bound of a clean output. */
+        const double g_kernel = gamma_n(2.0 * (double)count + 3.0);
+        const double clean_abs = t * (1.0 + g_kernel) * (1.0 + u_out) * (1.0 + 3.0 * g_out);
+        const double out_abs = fmin(o_abs * (1.0 + 3.0 * g_out), clean_abs);
+        /* The kernel's error, the output's rounding, the lane sums of the output, the float32
+         * rounding of the stored sums (u per unit of bound), the double sums (~2^-52 relative
+         * per term) and float32 underflow (absolute, per element and entry). */
+        const double tol = (g_kernel + CS_U) * t
+                           + (u_out / (1.0 - u_out) + g_out) * out_abs
+                           + 0x1p-50 * (double)(count + 8) * t
+                           + (double)a->dim * ((double)(count + 2) * 0x1p-149 + tiny_out);
+        int bad = !(fabs(o - e) <= tol);
+        if (bad && ofmt == LOWPREC_EB_OUT_F16 && !isfinite(o) && isfinite(e) && t >= 65504.0) {
+            bad = 0; /* an fp16 output that may have overflowed legitimately */
+        }
+        flags[b] = (uint8_t)bad;
+    }
+}
