@@ -543,7 +543,8 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
 # dynamic quantization
 
 
-def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, check="off"):
+def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, check="off",
+           activations=None):
     """Dynamically quantized linear layer: float32 ``x (..., K)`` -> float32 ``(..., N)``.
 
     The range of the whole ``x`` picks ``a_scale, a_zero_point`` (PyTorch's
@@ -558,7 +559,9 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
 
     ``w_packed`` may also be a bfloat16 or int4 packed weight (:func:`lowprec.pack_weights_bf16`,
     :func:`lowprec.pack_weights_int4`): ``linear`` is one entry point for every precision, and
-    forwards to that weight's own product (``relu`` and ``check`` apply to int8 weights only).
+    forwards to that weight's own product (``relu`` and ``check`` apply to int8 weights only;
+    ``activations="float32"|"int8"`` to int4 weights only, see
+    :meth:`lowprec.PackedInt4Weights.linear`).
 
     Examples
     --------
@@ -568,7 +571,7 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
     array([[ 1., -1.]], dtype=float32)
     """
     fkey = None
-    if type(w_packed) is PackedWeights and bias is None and type(relu) is bool:
+    if type(w_packed) is PackedWeights and bias is None and type(relu) is bool and activations is None:
         fkey = ("linear", _gemm_int8._get_isa(), relu)
         try:
             entry = w_packed._cache.get(fkey)
@@ -589,7 +592,13 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
     if isinstance(w_packed, (PackedBF16Weights, PackedInt4Weights)):
         if relu or check != "off":
             raise ValueError("relu= and check= apply to int8 weights only")
+        if isinstance(w_packed, PackedInt4Weights) and activations is not None:
+            return w_packed.linear(x, bias, out=out, n_threads=n_threads, activations=activations)
+        if activations is not None:
+            raise ValueError("activations= applies to int4 weights only")
         return w_packed.linear(x, bias, out=out, n_threads=n_threads)
+    if activations is not None:
+        raise ValueError("activations= applies to int4 weights only")
     _check_packed(w_packed)
     check = "off" if check == "off" else _check_mode(check)
     n, k = w_packed.shape
