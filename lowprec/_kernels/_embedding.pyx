@@ -49,6 +49,7 @@ cdef extern from "embedding.h" nogil:
         int64_t out_stride
         int out_fmt
         const float *row_checks
+        uint8_t *check_flags
     void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t b0, int64_t b1)
@@ -73,6 +74,7 @@ cdef int _isa = 0
 FMT_F32, FMT_F16, FMT_BF16, FMT_Q8, FMT_Q4, FMT_Q2 = range(6)
 OUT_F32, OUT_F16, OUT_BF16 = range(3)
 MODE_SUM, MODE_MEAN, MODE_MAX = range(3)
+cdef int MODE_MAX_C = 2
 
 
 #: The best ISA level this module implements; lowprec._dispatch never sets a higher one.
@@ -119,6 +121,9 @@ cdef void _run_checked(int isa, const lowprec_eb_args *a, int64_t b0, int64_t b1
     """Pool the bags [b0, b1) CHECK_BAGS at a time, each piece verified right after it is
     pooled, while its rows are still in cache."""
     cdef int64_t c0, c1
+    if a.check_flags != NULL:  # verified inside the kernel (see pool)
+        _run(isa, a, b0, b1)
+        return
     c0 = b0
     while c0 < b1:
         c1 = min(c0 + CHECK_BAGS, b1)
@@ -176,10 +181,16 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
         return 0  # an empty mapping: every index is out of range
     cdef _SoftCheck sc
     a.row_checks = NULL
+    a.check_flags = NULL
     if row_checks is not None:
         if flags is None or flags.shape[0] != n_bags or row_checks.shape[0] != table.shape[0]:
             raise ValueError("row_checks needs one entry per row and flags one per bag")
         a.row_checks = &row_checks[0, 0] if row_checks.shape[0] > 0 else NULL
+        if (_isa == 2 and mode != MODE_MAX_C and a.weights == NULL and mapping is None
+                and padding_idx < 0 and 0 < dim <= 256 and inject_bag < 0 and n_bags > 0):
+            # The AVX-512 kernel pools these bags in one pass: it verifies each bag itself,
+            # right after storing it (nothing re-read from memory).
+            a.check_flags = &flags[0]
         sc.flags = &flags[0] if n_bags > 0 else NULL
         sc.inject_bag = inject_bag
         sc.inject_byte = inject_byte
@@ -302,6 +313,7 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     a.padding_idx = -1
     a.out_fmt = out_fmt
     a.row_checks = NULL
+    a.check_flags = NULL
     # Always a private copy of the bounds (as the validating path): the kernels must not see
     # offsets that change after they were checked.
     bounds = <int64_t *>malloc(<size_t>(nb + 1) * sizeof(int64_t))

@@ -15,7 +15,12 @@
 /* Float lanes of the output sums (lane = column mod LANES, then pairwise). */
 #define LANES 16
 
-static inline double gamma_n(double n) { return n * CS_U / (1.0 - n * CS_U); }
+/* gamma(n) = n u / (1 - n u), bounded without a division: 1 / (1 - x) <= 1 + 2x for x <= 1/2
+ * (the verdict runs once per bag; divisions were a visible part of it). */
+static inline double gamma_n(double n) {
+    const double x = n * CS_U;
+    return x <= 0.25 ? x * (1.0 + 2.0 * x) : x / (1.0 - x);
+}
 
 /* Error depth of a LANES-lane float32 sum of dim terms: each lane adds ceil(dim / LANES)
  * terms, the pairwise combination log2(LANES) = 4 more. */
@@ -135,39 +140,49 @@ static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, do
     return count;
 }
 
-void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
-                       uint8_t *flags) {
+int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t count,
+                        const uint8_t *out_row) {
+    double o, o_abs;
+    out_sums(out_row, a->dim, a->out_fmt, &o, &o_abs);
+    return lowprec_bag_verdict_sums(a, e, t, count, o, o_abs);
+}
+
+int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
+                             double o, double o_abs) {
     const int ofmt = a->out_fmt;
     /* Unit roundoff of the output format, and half its smallest subnormal (the absolute error
      * of rounding a tiny float32 to it). */
     const double u_out = ofmt == LOWPREC_EB_OUT_F32 ? CS_U : (ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-11 : 0x1p-8);
     const double tiny_out = ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-25 : 0x1p-150;
     const double g_out = gamma_n(lane_depth(a->dim));
+    if (a->mode == LOWPREC_EB_MEAN && count > 0) {
+        e /= (double)count;
+        t /= (double)count;
+    }
+    /* sum_j |out| bounds the output's rounding: the measured one (a lane sum, scaled up to
+     * bound the exact one), capped by the a-priori bound of a clean output. */
+    const double g_kernel = gamma_n(2.0 * (double)count + 3.0);
+    const double clean_abs = t * (1.0 + g_kernel) * (1.0 + u_out) * (1.0 + 3.0 * g_out);
+    const double out_abs = fmin(o_abs * (1.0 + 3.0 * g_out), clean_abs);
+    /* The kernel's error, the output's rounding, the lane sums of the output, the float32
+     * rounding of the stored sums (u per unit of bound), the double sums (~2^-52 relative
+     * per term) and float32 underflow (absolute, per element and entry). */
+    const double tol = (g_kernel + CS_U) * t
+                       + (u_out / (1.0 - u_out) + g_out) * out_abs
+                       + 0x1p-50 * (double)(count + 8) * t
+                       + (double)a->dim * ((double)(count + 2) * 0x1p-149 + tiny_out);
+    int bad = !(fabs(o - e) <= tol);
+    if (bad && ofmt == LOWPREC_EB_OUT_F16 && !isfinite(o) && isfinite(e) && t >= 65504.0) {
+        bad = 0; /* an fp16 output that may have overflowed legitimately */
+    }
+    return bad;
+}
+
+void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
+                       uint8_t *flags) {
     for (int64_t b = bag_begin; b < bag_end; b++) {
         double e, t;
         const int64_t count = bag_expected(a, a->offsets[b], a->offsets[b + 1], &e, &t);
-        if (a->mode == LOWPREC_EB_MEAN && count > 0) {
-            e /= (double)count;
-            t /= (double)count;
-        }
-        double o, o_abs;
-        out_sums(a->out + b * a->out_stride, a->dim, ofmt, &o, &o_abs);
-        /* sum_j |out| bounds the output's rounding: the measured one (a lane sum, scaled up to
-         * bound the exact one), capped by the a-priori bound of a clean output. */
-        const double g_kernel = gamma_n(2.0 * (double)count + 3.0);
-        const double clean_abs = t * (1.0 + g_kernel) * (1.0 + u_out) * (1.0 + 3.0 * g_out);
-        const double out_abs = fmin(o_abs * (1.0 + 3.0 * g_out), clean_abs);
-        /* The kernel's error, the output's rounding, the lane sums of the output, the float32
-         * rounding of the stored sums (u per unit of bound), the double sums (~2^-52 relative
-         * per term) and float32 underflow (absolute, per element and entry). */
-        const double tol = (g_kernel + CS_U) * t
-                           + (u_out / (1.0 - u_out) + g_out) * out_abs
-                           + 0x1p-50 * (double)(count + 8) * t
-                           + (double)a->dim * ((double)(count + 2) * 0x1p-149 + tiny_out);
-        int bad = !(fabs(o - e) <= tol);
-        if (bad && ofmt == LOWPREC_EB_OUT_F16 && !isfinite(o) && isfinite(e) && t >= 65504.0) {
-            bad = 0; /* an fp16 output that may have overflowed legitimately */
-        }
-        flags[b] = (uint8_t)bad;
+        flags[b] = (uint8_t)lowprec_bag_verdict(a, e, t, count, a->out + b * a->out_stride);
     }
 }

@@ -34,4 +34,14 @@
 void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
                        uint8_t *flags);
 
+/* The verdict of one bag (1 = failed) from its expected sum e and bound t (before the mean's
+ * division), its counted entries and its stored output row: for kernels that accumulate e and
+ * t while pooling (embedding_avx512.c). */
+int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t count,
+                        const uint8_t *out_row);
+/* The same, given the output row's sum and absolute sum, each a float32 sum in lanes of depth
+ * at most ceil(D / 16) + 4 (the caller summed the values it stored). */
+int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
+                             double o, double o_abs);
+
 #endif /* LOWPREC_BAG_CHECK_H */

@@ -65,6 +65,8 @@ typedef struct lowprec_eb_args {
     int out_fmt;            /* LOWPREC_EB_OUT_*                                      */
     const float *row_checks; /* soft-error check: (sum, abs_sum) per stored row
                               * (bag_check.h), prefetched with the rows; or NULL       */
+    uint8_t *check_flags;    /* set (with row_checks): the AVX-512 kernel verifies each bag
+                              * it pools in one pass itself and writes its flag here     */
 } lowprec_eb_args;
 
 /* Pool the bags [bag_begin, bag_end). */

@@ -25,6 +25,7 @@
  * rows of a large table miss every cache level, and with ~16-24 rows in flight the loop is
  * bounded by the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
  */
+#include "bag_check.h"
 #include "embedding.h"
 
 #if LOWPREC_BUILD_AVX2
@@ -177,6 +178,9 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                        : fmt <= LOWPREC_EB_BF16 ? 32 * NV
                        : fmt == LOWPREC_EB_Q8 ? 16 * NV + 8
                        : fmt == LOWPREC_EB_Q4 ? 8 * NV + 4 : 4 * NV + 4;
+    /* Fused soft-error check: only when this one pass covers the whole row (j0 == 0, D <= 256;
+     * the Cython layer sets check_flags only then). */
+    const int checked = a->check_flags != NULL && a->row_checks != NULL;
     const int pf_lines = (max_rb + 63) / 64;
     /* 4-bit rows of 2+ vectors: codes -> floats by table lookup, accumulators in even / odd
      * column order (below).  One vector is faster the direct way. */
@@ -185,6 +189,7 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
     const __m512 q4lut = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     for (int64_t bag = b0; bag < b1; bag++) {
         const int64_t i0 = offsets[bag], i1 = offsets[bag + 1];
+        __m128d chk = _mm_setzero_pd(); /* soft-error check: (sum, abs_sum) of the rows */
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int v = 0; v < nacc; v++) acc[v] = _mm512_setzero_ps();
@@ -202,6 +207,11 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
             }
             const int64_t r = idx64 ? i64[i] : (int64_t)i32[i];
             const uint8_t *row = table + r * stride;
+            if (checked) {
+                /* The row's stored checksum pair (prefetched with the row) -> two doubles. */
+                chk = _mm_add_pd(chk, _mm_cvtps_pd(_mm_castpd_ps(
+                                          _mm_load_sd((const double *)(a->row_checks + 2 * r)))));
+            }
             if (quantized) {
                 __m512 vs, vb;
                 if (fmt == LOWPREC_EB_Q8) {
@@ -316,6 +326,26 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
             eb5_st(out_fmt, orow, j0 + 16 * v, acc[v], v < NV - 1 || lt == 16, mt);
+        if (checked) {
+            /* The whole row was pooled in this pass: verify the bag now (bag_check.h).  A
+             * float32 output is exactly the accumulators: their lane sums (depth NV + 4, the
+             * lanes past D masked off: quantized rows add the bias to every lane) stand for
+             * re-reading it; fp16 / bf16 outputs are re-read from L1. */
+            const double ce = _mm_cvtsd_f64(chk), ct = _mm_cvtsd_f64(_mm_unpackhi_pd(chk, chk));
+            if (out_fmt == LOWPREC_EB_OUT_F32) {
+                __m512 s = _mm512_setzero_ps(), ab = _mm512_setzero_ps();
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++) {
+                    const __m512 x = v < NV - 1 || lt == 16 ? acc[v] : _mm512_maskz_mov_ps(mt, acc[v]);
+                    s = _mm512_add_ps(s, x);
+                    ab = _mm512_add_ps(ab, _mm512_abs_ps(x));
+                }
+                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict_sums(
+                    a, ce, ct, i1 - i0, _mm512_reduce_add_ps(s), _mm512_reduce_add_ps(ab));
+            } else {
+                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict(a, ce, ct, i1 - i0, orow);
+            }
+        }
     }
 }
 
