@@ -88,7 +88,7 @@ def overhead(args):
         x = _table(rows, dim)
         for fmt in FORMATS:
             if isinstance(fmt, int):
-                tab, cs = quantize_rowwise(x, bits=fmt), None
+                tab, cs = quantize_rowwise(x, bits=fmt, row_checksums=True), None
             else:
                 tab = x.astype(DTYPES[fmt])
                 cs = row_checksums(tab)

@@ -94,7 +94,8 @@ def checksums_for(table, checksums, n_rows, mode):
                 "check= needs the table's row checksums: pass checksums="
                 "lowprec.embedding_checks.row_checksums(table), taken when the table was good"
                 if isinstance(table, np.ndarray) else
-                "check= needs row checksums: this table was built with row_checksums=False"
+                "check= needs row checksums: quantize the table with quantize_rowwise(..., "
+                "row_checksums=True) (or wrap it with from_fused(..., row_checksums=True))"
             )
     c = as_array(checksums, "checksums")
     if c.dtype != np.float32:

@@ -163,7 +163,7 @@ def evaluate_embedding(table, *, bits=8, n_bags=2048, bag_size=32, n_flips=10000
         targets = targets or FLOAT_TARGETS
     else:
         buf = np.empty((n_rows, fused_row_bytes(dim, bits)), dtype=np.uint8)
-        tab = quantize_rowwise(x, bits=bits, out=buf)
+        tab = quantize_rowwise(x, bits=bits, out=buf, row_checksums=True)
         checksums = None
         row_view = buf
         desc = f"{bits}-bit {n_rows}x{dim}"

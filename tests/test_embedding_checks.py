@@ -63,7 +63,7 @@ def test_row_checksums_match_numpy(kind, dim):
     if kind in ("f32", "f16", "bf16"):
         table = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
     else:
-        table = quantize_rowwise(x, bits=kind)
+        table = quantize_rowwise(x, bits=kind, row_checksums=True)
     cs = row_checksums(table)
     total, bound = _reference_checksums(table)
     # The sum is rounded to nearest from a double that is within a few double ulps of exact.
@@ -78,10 +78,10 @@ def test_row_checksums_match_numpy(kind, dim):
 
 def test_nbit_padding_bits_are_ignored():
     t = quantize_rowwise(np.random.default_rng(1).uniform(-1, 1, (9, 7)).astype(np.float32),
-                         bits=4)
+                         bits=4, row_checksums=True)
     data = t.data.copy()
     data[:, 3] |= 0xF0  # the unused high nibble of the last code byte (D = 7)
-    u = RowwiseQuantizedTable.from_fused(data, bits=4, dim=7)
+    u = RowwiseQuantizedTable.from_fused(data, bits=4, dim=7, row_checksums=True)
     np.testing.assert_array_equal(u.row_checksums, t.row_checksums)
 
 
@@ -96,7 +96,7 @@ def _make_table(kind, x):
     if kind in ("f32", "f16", "bf16"):
         t = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
         return t, row_checksums(t)
-    return quantize_rowwise(x, bits=kind), None
+    return quantize_rowwise(x, bits=kind, row_checksums=True), None
 
 
 @pytest.mark.parametrize("kind", TABLE_KINDS)
@@ -136,7 +136,7 @@ def test_clean_hard_bag_layouts_never_flag(kind):
 def test_clean_with_pruning_mapping():
     rng = np.random.default_rng(5)
     x = rng.uniform(-1, 1, (40, 24)).astype(np.float32)
-    t = quantize_rowwise(x, bits=4)
+    t = quantize_rowwise(x, bits=4, row_checksums=True)
     mapping = rng.integers(-1, 40, 100).astype(np.int32)
     idx = rng.integers(0, 100, (30, 9)).astype(np.int64)
     out, flags = embedding_bag(t, idx, compressed_indices_mapping=mapping, check="report")
@@ -175,7 +175,7 @@ def test_hypothesis_clean_never_flags(kind, rows, dim, bags, size, scale, offset
 def test_flags_do_not_depend_on_threads_or_isa():
     rng = np.random.default_rng(6)
     x = rng.uniform(-1, 1, (2000, 64)).astype(np.float32)
-    t = quantize_rowwise(x, bits=8)
+    t = quantize_rowwise(x, bits=8, row_checksums=True)
     idx = _lookup(rng, 2000, 3000, 20)
     buf = t.data.base
     buf[idx[7, 3], 5] ^= 0x80  # a corrupted code: bags using that row must fail, on any path
@@ -197,7 +197,7 @@ def test_flips_in_codes_scales_biases_are_caught(isa, bits):
     dim = 32
     x = rng.uniform(-1, 1, (200, dim)).astype(np.float32)
     buf = np.empty((200, fused_row_bytes(dim, bits)), np.uint8)
-    t = quantize_rowwise(x, bits=bits, out=buf)
+    t = quantize_rowwise(x, bits=bits, out=buf, row_checksums=True)
     idx = _lookup(rng, 200, 100, 16)
     code_bytes = dim * bits // 8
     fsize = 4 if bits == 8 else 2
@@ -269,9 +269,9 @@ def test_bad_arguments():
         embedding_bag(x, idx, check="report", checksums=np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="checksums has dtype float64"):
         embedding_bag(x, idx, check="report", checksums=np.zeros((5, 2)))
-    t = quantize_rowwise(x, row_checksums=False)
+    t = quantize_rowwise(x)  # checksums are opt-in
     assert t.row_checksums is None
-    with pytest.raises(ValueError, match="row_checksums=False"):
+    with pytest.raises(ValueError, match="row_checksums=True"):
         embedding_bag(t, idx, check="raise")
     out = np.full((1, 3), 7, np.float32)
     with pytest.raises(IndexError):
@@ -283,11 +283,11 @@ def test_bad_arguments():
 
 def test_checksums_survive_pickle_and_from_fused():
     x = np.random.default_rng(2).uniform(-1, 1, (30, 10)).astype(np.float32)
-    t = quantize_rowwise(x, bits=2)
+    t = quantize_rowwise(x, bits=2, row_checksums=True)
     u = pickle.loads(pickle.dumps(t))
     np.testing.assert_array_equal(u.row_checksums, t.row_checksums)
     assert not u.row_checksums.flags.writeable
-    v = RowwiseQuantizedTable.from_fused(t.data, bits=2, dim=10)
+    v = RowwiseQuantizedTable.from_fused(t.data, bits=2, dim=10, row_checksums=True)
     np.testing.assert_array_equal(v.row_checksums, t.row_checksums)
     assert RowwiseQuantizedTable.from_fused(t.data, 2, 10, row_checksums=False).row_checksums \
         is None
@@ -331,7 +331,7 @@ def test_flags_do_not_depend_on_chunking():
     bag lengths) gives the same flags and output on 1 and 2 threads."""
     rng = np.random.default_rng(12)
     x = rng.uniform(-1, 1, (500, 24)).astype(np.float32)
-    t = quantize_rowwise(x, bits=4)
+    t = quantize_rowwise(x, bits=4, row_checksums=True)
     lengths = rng.integers(0, 60, 1000)
     idx = rng.integers(0, 500, lengths.sum()).astype(np.int32)
     cs = t.row_checksums.copy()

@@ -23,6 +23,10 @@
 #include "half.h"
 #include "lowprec_common.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* Table formats: the same numbers as embedding.h's LOWPREC_EB_*. */
 #define LOWPREC_CS_F32 0
 #define LOWPREC_CS_F16 1
@@ -31,10 +35,16 @@
 #define LOWPREC_CS_Q4 4
 #define LOWPREC_CS_Q2 5
 
-/* Round a non-negative double up to a float32 that is >= it (so the tolerance stays a bound). */
+/* Round a non-negative double up to a float32 that is >= it (so the tolerance stays a bound);
+ * the next float up by its bit pattern, not nextafterf(): this runs once per row of a table. */
 static inline float lowprec_cs_round_up(double x) {
     float f = (float)x;
-    if ((double)f < x) f = nextafterf(f, INFINITY);
+    if ((double)f < x) {
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        b += 1u; /* f >= 0 and finite here: the next float up */
+        memcpy(&f, &b, 4);
+    }
     return f;
 }
 
@@ -45,20 +55,58 @@ static inline float lowprec_cs_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-/* Sum of the D codes of a packed 4- or 2-bit row (padding bits of the last byte are zero in
- * tables we write, but tables from elsewhere may differ: only the D real codes are counted). */
+/* Sum of the dim codes of a packed 4- or 2-bit row (padding bits of the last byte are zero in
+ * tables we write, but tables from elsewhere may differ: only the D real codes are counted).
+ * Plain per-byte field sums the compiler vectorises (this runs inside quantize_rowwise). */
 static inline uint64_t lowprec_cs_code_sum_nbit(const uint8_t *row, int64_t dim, int bits) {
     const int per_byte = 8 / bits;
-    const unsigned mask = (1u << bits) - 1u;
-    int64_t full = dim / per_byte;
+    const int64_t full = dim / per_byte;
     uint64_t q = 0;
-    for (int64_t i = 0; i < full; i++) {
-        unsigned byte = row[i];
-        for (int k = 0; k < per_byte; k++) q += (byte >> (k * bits)) & mask;
+    int64_t i = 0;
+#if defined(__SSE2__)
+    /* 16 bytes at a time: fields summed per byte (<= 30), then psadbw. */
+    {
+        const __m128i z = _mm_setzero_si128(), m4 = _mm_set1_epi8(0x0F), m2 = _mm_set1_epi8(0x33);
+        __m128i acc = z;
+        for (; i + 16 <= full; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + i));
+            if (bits == 2) {
+                v = _mm_add_epi8(_mm_and_si128(v, m2), _mm_and_si128(_mm_srli_epi16(v, 2), m2));
+            }
+            v = _mm_add_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+            acc = _mm_add_epi64(acc, _mm_sad_epu8(v, z));
+        }
+        q = (uint64_t)_mm_cvtsi128_si64(acc) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
     }
+#endif
+    if (bits == 4) {
+        for (; i < full; i++) q += (uint32_t)(row[i] & 15u) + (uint32_t)(row[i] >> 4);
+    } else {
+        for (; i < full; i++) {
+            const uint32_t b = row[i];
+            q += (b & 3u) + ((b >> 2) & 3u) + ((b >> 4) & 3u) + (b >> 6);
+        }
+    }
+    const unsigned mask = (1u << bits) - 1u;
     for (int64_t j = full * per_byte; j < dim; j++) {
         q += (row[j / per_byte] >> ((j % per_byte) * bits)) & mask;
     }
+    return q;
+}
+
+/* Sum of the dim codes of an 8-bit row. */
+static inline uint64_t lowprec_cs_code_sum_8(const uint8_t *row, int64_t dim) {
+    uint64_t q = 0;
+    int64_t j = 0;
+#if defined(__SSE2__)
+    const __m128i z = _mm_setzero_si128();
+    __m128i acc = z;
+    for (; j + 16 <= dim; j += 16) {
+        acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(row + j)), z));
+    }
+    q = (uint64_t)_mm_cvtsi128_si64(acc) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+#endif
+    for (; j < dim; j++) q += row[j];
     return q;
 }
 
@@ -85,7 +133,7 @@ static inline void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt
         uint64_t q = 0;
         float scale, bias;
         if (fmt == LOWPREC_CS_Q8) {
-            for (int64_t j = 0; j < dim; j++) q += row[j];
+            q = lowprec_cs_code_sum_8(row, dim);
             memcpy(&scale, row + dim, 4);
             memcpy(&bias, row + dim + 4, 4);
         } else {
