@@ -310,6 +310,19 @@ def _check_mode(check):
     return check
 
 
+def _fast_answer(r, mode, what):
+    """The API's answer from a fast path's result: ``y`` (mode 0, check off), ``(y, flags)``
+    (mode 2, "report"), or ``y`` after raising SoftErrorDetected on a failed row ("raise")."""
+    if mode == 0:
+        return r
+    y, flags, bad = r
+    if mode == 2:
+        return y, flags
+    if bad:
+        raise SoftErrorDetected(flags, y, what)
+    return y
+
+
 def _finish_check(check, out, codes, what="int8 GEMM"):
     """Turn the kernel's per-row codes into the API's answer for ``check`` "raise" / "report"."""
     flags = (codes != 0).reshape(out.shape[:-1])
@@ -441,14 +454,7 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
             mode = _FAST_CHECKS.get(check)
             r = None if mode is None else _gemm_int8.qmatmul_fast(entry, a_q, out, n_threads, mode)
             if r is not None:
-                if mode == 0:
-                    return r
-                y, flags, bad = r
-                if mode == 2:
-                    return y, flags
-                if bad:
-                    raise SoftErrorDetected(flags, y, "int8 GEMM")
-                return y
+                return _fast_answer(r, mode, "int8 GEMM")
     _check_packed(w_packed)
     check = "off" if check == "off" else _check_mode(check)
     n, k = w_packed.shape
@@ -581,14 +587,7 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
             mode = _FAST_CHECKS.get(check)
             r = None if mode is None else _gemm_int8.linear_fast(entry, x, out, n_threads, mode)
             if r is not None:
-                if mode == 0:
-                    return r
-                y, flags, bad = r
-                if mode == 2:
-                    return y, flags
-                if bad:
-                    raise SoftErrorDetected(flags, y, "int8 linear")
-                return y
+                return _fast_answer(r, mode, "int8 linear")
     if isinstance(w_packed, (PackedBF16Weights, PackedInt4Weights)):
         if relu or check != "off":
             raise ValueError("relu= and check= apply to int8 weights only")

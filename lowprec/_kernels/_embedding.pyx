@@ -261,6 +261,25 @@ cdef inline bint _plain_index_array(cnp.ndarray x) noexcept:
             and (cnp.PyArray_DIMS(x)[0] <= 1 or cnp.PyArray_STRIDES(x)[0] == es))
 
 
+cdef int _widen_offsets(const void *offsets, int o64, int64_t m, int64_t n, bint include_last,
+                        int64_t *bounds) noexcept nogil:
+    """Copy ``m`` PyTorch-style offsets (int64 when ``o64``, else int32) into the kernels'
+    int64 bounds (the last one = ``n`` unless ``include_last``): 1 when one decreases or
+    exceeds ``n``, else 0.  (Whether they start at 0 is the caller's check.)"""
+    cdef int64_t i, v, prev = 0
+    cdef int bad = 0
+    cdef const int64_t *p64 = <const int64_t *>offsets
+    cdef const int32_t *p32 = <const int32_t *>offsets
+    for i in range(m):
+        v = p64[i] if o64 else p32[i]
+        bad |= (v < prev) | (v > n)
+        prev = v
+        bounds[i] = v
+    if not include_last:
+        bounds[m] = n
+    return bad
+
+
 def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, object offsets,
               bint include_last, object out_dtype, int out_fmt, int n_threads):
     """The common call (1-D indices + offsets, no weights / mapping / padding / ``out``) in
@@ -291,10 +310,8 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     if nb <= 0:
         return None
     cdef int o64 = cnp.PyArray_ITEMSIZE(of) == 8
-    cdef const int64_t *po64 = <const int64_t *>cnp.PyArray_DATA(of)
-    cdef const int32_t *po32 = <const int32_t *>cnp.PyArray_DATA(of)
+    cdef const void *po = cnp.PyArray_DATA(of)
     cdef int64_t *bounds = NULL
-    cdef int64_t i, v, prev = 0
     cdef int bad = 0
     cdef lowprec_eb_args a
     a.table = <const uint8_t *>cnp.PyArray_DATA(t)
@@ -322,20 +339,7 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     try:
         # Offsets: start at 0, never decrease, never exceed n (one pass, widened to int64).
         with nogil:
-            if o64:
-                for i in range(m):
-                    v = po64[i]
-                    bad |= (v < prev) | (v > n)
-                    prev = v
-                    bounds[i] = v
-            else:
-                for i in range(m):
-                    v = po32[i]
-                    bad |= (v < prev) | (v > n)
-                    prev = v
-                    bounds[i] = v
-            if not include_last:
-                bounds[nb] = n
+            bad = _widen_offsets(po, o64, m, n, include_last, bounds)
             a.offsets = bounds
             bad |= bounds[0] != 0
             if not bad and n > 0:
@@ -355,33 +359,18 @@ def offsets_int64(offsets, int64_t n, bint include_last):
     """PyTorch-style ``offsets`` (int32 or int64, 1-D, contiguous) as the kernels' int64
     ``n_bags + 1`` bounds, validated in one pass: returns ``(bounds, status)`` with status 0 =
     valid, else 1 (a problem; the caller re-derives the exact error message)."""
-    cdef const int64_t[::1] o64
-    cdef const int32_t[::1] o32
-    cdef int64_t m = offsets.shape[0], i, v, prev = 0
+    cdef int64_t m = offsets.shape[0]
     cdef int64_t nb = m - 1 if include_last else m
     if nb < 0:
         return None, 1
     res = np.empty(nb + 1, dtype=np.int64)
     cdef int64_t[::1] r = res
-    cdef int bad = 0
-    if offsets.dtype == np.int64:
-        o64 = offsets
-        with nogil:
-            for i in range(m):
-                v = o64[i]
-                bad |= (v < prev) | (v > n)
-                prev = v
-                r[i] = v
-    else:
-        o32 = offsets
-        with nogil:
-            for i in range(m):
-                v = o32[i]
-                bad |= (v < prev) | (v > n)
-                prev = v
-                r[i] = v
-    if not include_last:
-        r[nb] = n
+    cdef cnp.ndarray of = offsets
+    cdef const void *po = cnp.PyArray_DATA(of)
+    cdef int o64 = offsets.dtype == np.int64
+    cdef int bad
+    with nogil:
+        bad = _widen_offsets(po, o64, m, n, include_last, &r[0])
     if m > 0 and r[0] != 0:
         bad = 1
     return res, bad

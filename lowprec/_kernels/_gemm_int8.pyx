@@ -371,6 +371,23 @@ def _requant_f32_bounds(const double[::1] mult, const double[::1] bias, int y_zp
     return cl, ch, bool(ok)
 
 
+cdef int _fast_threads(object n_threads, int64_t work) except? -2:
+    """The fast paths' thread count: ``n_threads`` (a positive int) or lowprec's default for
+    enough work, at most one thread per _FAST_MIN_MACS; -1 for any other ``n_threads`` (the
+    validating path then names the problem)."""
+    cdef int64_t nt
+    if n_threads is None:
+        nt = 1
+        if work >= 2 * _FAST_MIN_MACS:
+            from lowprec._threads import get_num_threads
+            nt = get_num_threads()
+    elif type(n_threads) is int and n_threads >= 1:
+        nt = n_threads
+    else:
+        return -1
+    return <int>max(1, min(nt, work // _FAST_MIN_MACS))
+
+
 def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
     """The common case of gemm.qmatmul without its Python-level checks (~4 us per call).
 
@@ -386,7 +403,7 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
     cdef cnp.ndarray aa, oo
     cdef cnp.ndarray flags = None
     cdef lowprec_gemm_u8s8_args p
-    cdef int64_t m, k = c.k, n = c.n, work, i, j, nt
+    cdef int64_t m, k = c.k, n = c.n, i, j, nt
     cdef cnp.npy_intp dims[2]
     cdef char *a_lo
     cdef char *a_hi
@@ -425,17 +442,9 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
         o_lo = <char *>cnp.PyArray_DATA(oo)
         if o_lo < a_hi and a_lo < o_lo + m * n * e.esize:
             return None  # overlaps a: the general path raises
-    work = m * n * k
-    if n_threads is None:
-        nt = 1
-        if work >= 2 * _FAST_MIN_MACS:
-            from lowprec._threads import get_num_threads
-            nt = get_num_threads()
-    elif type(n_threads) is int and n_threads >= 1:
-        nt = n_threads
-    else:
+    nt = _fast_threads(n_threads, m * n * k)
+    if nt < 0:
         return None
-    nt = max(1, min(nt, work // _FAST_MIN_MACS))
     if check:
         dims[0] = m
         flags = cnp.PyArray_ZEROS(1, dims, cnp.NPY_BOOL, 0)
@@ -807,7 +816,7 @@ def linear_fast(LinearEntry e, x, out, n_threads, int check):
     cdef cnp.ndarray xx, oo
     cdef cnp.ndarray flags = None
     cdef cnp.npy_intp dims[2]
-    cdef int64_t m, k = e.k, n = e.n, work, nt, i
+    cdef int64_t m, k = e.k, n = e.n, nt, i
     cdef char *x_lo
     cdef char *x_hi
     cdef char *o_lo
@@ -842,17 +851,9 @@ def linear_fast(LinearEntry e, x, out, n_threads, int check):
         o_lo = <char *>cnp.PyArray_DATA(oo)
         if o_lo < x_hi and x_lo < o_lo + m * n * 4:
             return None
-    work = m * n * k
-    if n_threads is None:
-        nt = 1
-        if work >= 2 * _FAST_MIN_MACS:
-            from lowprec._threads import get_num_threads
-            nt = get_num_threads()
-    elif type(n_threads) is int and n_threads >= 1:
-        nt = n_threads
-    else:
+    nt = _fast_threads(n_threads, m * n * k)
+    if nt < 0:
         return None
-    nt = max(1, min(nt, work // _FAST_MIN_MACS))
     if check:
         dims[0] = m
         flags = cnp.PyArray_ZEROS(1, dims, cnp.NPY_BOOL, 0)

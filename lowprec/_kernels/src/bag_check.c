@@ -26,13 +26,6 @@ static inline double gamma_n(double n) {
  * terms, the pairwise combination log2(LANES) = 4 more. */
 static inline double lane_depth(int64_t dim) { return (double)((dim + LANES - 1) / LANES + 4); }
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Sum and absolute sum of one output row (0 float32, 1 float16, 2 bfloat16) in LANES float32
  * lanes: both within gamma(lane_depth(dim)) of the exact sums, relative to the exact absolute
  * sum.  (One chain of double additions would cost more than the pooling.) */
@@ -53,7 +46,7 @@ static void out_sums(const uint8_t *row, int64_t dim, int fmt, double *sum, doub
             uint16_t h[LANES];
             memcpy(h, row + 2 * j, sizeof h);
             for (int k = 0; k < LANES; k++) {
-                const float v = bf16_to_f32(h[k]);
+                const float v = lowprec_bf16_to_f32(h[k]);
                 s[k] += v;
                 a[k] += fabsf(v);
             }
@@ -66,7 +59,7 @@ static void out_sums(const uint8_t *row, int64_t dim, int fmt, double *sum, doub
         } else {
             uint16_t h;
             memcpy(&h, row + 2 * j, 2);
-            v = fmt == LOWPREC_EB_OUT_F16 ? lowprec_f16_to_f32(h) : bf16_to_f32(h);
+            v = fmt == LOWPREC_EB_OUT_F16 ? lowprec_f16_to_f32(h) : lowprec_bf16_to_f32(h);
         }
         s[j % LANES] += v;
         a[j % LANES] += fabsf(v);

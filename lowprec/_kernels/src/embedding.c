@@ -14,13 +14,6 @@
 /* Columns pooled per pass over a bag's entries (a stack buffer of floats). */
 #define EB_BLOCK 256
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* float32 -> bfloat16, round to nearest even; NaN -> quiet NaN of the same sign (ml_dtypes). */
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t x;
@@ -59,7 +52,7 @@ static inline float eb_load(int fmt, const uint8_t *row, int64_t j) {
     case LOWPREC_EB_BF16: {
         uint16_t h;
         memcpy(&h, row + 2 * j, 2);
-        return bf16_to_f32(h);
+        return lowprec_bf16_to_f32(h);
     }
     case LOWPREC_EB_Q8: return (float)row[j];
     case LOWPREC_EB_Q4: return (float)((row[j >> 1] >> ((j & 1) * 4)) & 15);

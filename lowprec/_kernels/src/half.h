@@ -4,8 +4,10 @@
  *                       for fp16 subnormals, overflow to +-inf (|x| >= 65520), inf stays inf,
  *                       NaN stays NaN (quietened, top payload bits kept, like vcvtps2ph).
  *   lowprec_f16_to_f32: exact (every fp16 value, subnormals included, is a float32).
+ *   lowprec_bf16_to_f32: exact (a bfloat16 is the top half of a float32).
  *
- * Shared by the row-wise quantizers (rowwise.c) and the EmbeddingBag kernels (embedding.c);
+ * Shared by the row-wise quantizers (rowwise.c), the
+ * EmbeddingBag kernels (embedding.c) and the soft-error checksums (row_checksum.h, bag_check.c);
  * the AVX2 twins use F16C and the tests check both against NumPy's float16. */
 #ifndef LOWPREC_HALF_H
 #define LOWPREC_HALF_H
@@ -58,6 +60,14 @@ static inline float lowprec_f16_to_f32(uint16_t h) {
         memcpy(&bits, &v, 4);
         bits |= sign;
     }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* bfloat16 -> float32: exact (the top half of a float32). */
+static inline float lowprec_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);
     return f;

@@ -48,13 +48,6 @@ static inline float lowprec_cs_round_up(double x) {
     return f;
 }
 
-static inline float lowprec_cs_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Sum of the dim codes of a packed 4- or 2-bit row (padding bits of the last byte are zero in
  * tables we write, but tables from elsewhere may differ: only the D real codes are counted).
  * Plain per-byte field sums the compiler vectorises (this runs inside quantize_rowwise). */
@@ -125,7 +118,7 @@ static inline void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt
         for (int64_t j = 0; j < dim; j++) {
             uint16_t h;
             memcpy(&h, row + 2 * j, 2);
-            float v = fmt == LOWPREC_CS_F16 ? lowprec_f16_to_f32(h) : lowprec_cs_bf16_to_f32(h);
+            float v = fmt == LOWPREC_CS_F16 ? lowprec_f16_to_f32(h) : lowprec_bf16_to_f32(h);
             s += v;
             a += fabs((double)v);
         }
