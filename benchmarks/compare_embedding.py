@@ -20,6 +20,12 @@ exact ties, docs/embedding_bag.md).  Also printed: rows gathered per second (Mro
 with the machine's random-gather rate in targets.md (64-byte rows: 26 / 70 Mrows/s at 1 / 2
 threads with 4 KiB pages; 256-byte rows: 12 / 28 Mrows/s).
 
+``--clock thread``: at 1 thread, time the calling thread's CPU time instead (``thread_time``)
+in short samples (3 calls after an untimed one), libraries in a random order each round,
+``--rounds`` rounds, ratio of the medians: far steadier than wall-clock samples of 50 ms when
+other processes share the cores (those swung by +-20% between consecutive runs on the loaded
+2-core machine).  2-thread rows are always wall-clock.
+
 Zipf: ``perm[(zipf(a) - 1) % R]`` with a=1.05 and a random permutation ``perm`` (hot rows spread
 over the table, as in production traffic).
 """
@@ -83,6 +89,23 @@ def torch_callable(torch, fmt, table, idx, offs):
     return lambda: op(tw, ti, to, False, 0, False, None, None, False)
 
 
+def compare_thread_time(contenders, rounds, calls=3):
+    """name -> [CPU s per call of the calling thread], one sample of ``calls`` calls per name per
+    round (after one untimed call), the names in a random order each round."""
+    names = list(contenders)
+    samples = {name: [] for name in names}
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for name in rng.permutation(names):
+            fn = contenders[name]
+            fn()
+            t0 = time.thread_time_ns()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.thread_time_ns() - t0) / calls / 1e9)
+    return samples
+
+
 def to_numpy(torch, y):
     if y.dtype == torch.bfloat16:
         return y.view(torch.int16).numpy().view(BF16)
@@ -100,6 +123,9 @@ def main(argv=None):
     p.add_argument("--zipf-a", type=float, default=1.05)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-sample-time", type=float, default=0.05)
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                   help="thread: CPU time of the calling thread at 1 thread (see above)")
+    p.add_argument("--rounds", type=int, default=60, help="rounds of --clock thread")
     args = p.parse_args(argv)
 
     import torch
@@ -136,8 +162,11 @@ def main(argv=None):
                                                          n_threads=nt),
                         "torch": tfn,
                     }
-                    s = compare(contenders, repeats=args.repeats,
-                                min_sample_time=args.min_sample_time)
+                    if args.clock == "thread" and nt == 1:
+                        s = compare_thread_time(contenders, args.rounds)
+                    else:
+                        s = compare(contenders, repeats=args.repeats,
+                                    min_sample_time=args.min_sample_time)
                     lo, to = median(s["lowprec"]), median(s["torch"])
                     row_bytes = (table.row_bytes if hasattr(table, "row_bytes")
                                  else dim * table.itemsize)

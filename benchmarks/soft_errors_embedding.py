@@ -8,9 +8,9 @@ bfloat16 values): ``--flips`` single-bit flips per target (codes, scales, biases
 outputs) and ``--clean`` clean runs through lowprec.embedding_faults.evaluate_embedding, on the
 EmbeddingBag benchmark lookup (2048 bags of 32 uniform indices).  The other benchmark tables
 (1,000,000 x 64, 100,000 x 128) get ``--other-flips``.  Then the overhead of check="report"
-against check="off": CPU time of the calling thread at 1 thread (alternating, robust to the other
-processes of a shared machine) and the wall-clock ratio of medians at 1 and 2 threads
-(lowprec.bench.harness.compare), on uniform and Zipf indices.
+against check="off" on the plain table (see overhead()): CPU time of the calling thread at 1
+thread (robust to the other processes of a shared machine), wall clock at 2 threads, variants
+alternating call by call, on uniform and Zipf indices.
 """
 
 import argparse
@@ -19,7 +19,6 @@ import time
 import ml_dtypes
 import numpy as np
 
-from lowprec.bench.harness import compare, median
 from lowprec.embedding import embedding_bag
 from lowprec.embedding_checks import row_checksums
 from lowprec.embedding_faults import PAPER_EMBEDDING, evaluate_embedding
@@ -72,45 +71,68 @@ def detection(args):
               f" / < {100 * PAPER_EMBEDDING['false_positives']:.0f}% |")
 
 
+def _alternate(variants, index_sets, rounds, clock):
+    """Median time per call of each variant, the variants alternating call by call; each
+    variant runs every index set once per round, variant v at step j on set (j + v * K / n)
+    mod K: two calls in a row never share a lookup, so that no variant finds the rows the one
+    before it just fetched in cache (unless all the sets are one)."""
+    samples = {k: [] for k in variants}
+    n_sets = len(index_sets)
+    shift = max(1, n_sets // len(variants))
+    for _ in range(rounds):
+        for j in range(n_sets):
+            for v, (k, f) in enumerate(variants.items()):
+                idx = index_sets[(j + v * shift) % n_sets]
+                t = clock()
+                f(idx)
+                samples[k].append(clock() - t)
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
 def overhead(args):
+    """Overhead of check="report" against a lookup without checks.
+
+    The baseline is what a user who does not check runs: check="off" on the plain table
+    (quantize_rowwise without checksums: FBGEMM's contiguous rows).  The checked table stores
+    each row's checksum right after it (rowwise.checked_row_store); "layout" is what that
+    layout costs with the check off, "check" the check alone on the checked table.  Lookups:
+    "fresh" cycles through --index-sets different index sets (rows mostly not in cache, as in
+    serving a 1M-row table); "repeat" reuses one set (rows cached in L3, as in
+    compare_embedding.py).  1 thread: CPU time of the calling thread; 2 threads: wall clock.
+    """
     rng = np.random.default_rng(2)
-
-    def cpu(f, number):
-        t = time.thread_time()
-        for _ in range(number):
-            f()
-        return (time.thread_time() - t) / number
-
-    print("| table | format | indices | off CPU us (1t) | report CPU us (1t) | overhead 1t CPU |"
-          " wall 1t | wall 2t | bar |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| table | format | indices | lookups | threads | plain off us | checked report us |"
+          " overhead | layout | check | bar |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for rows, dim in TABLES:
         x = _table(rows, dim)
         for fmt in FORMATS:
             if isinstance(fmt, int):
-                tab, cs = quantize_rowwise(x, bits=fmt, row_checksums=True), None
+                plain = quantize_rowwise(x, bits=fmt)
+                checked, cs = quantize_rowwise(x, bits=fmt, row_checksums=True), None
             else:
-                tab = x.astype(DTYPES[fmt])
-                cs = row_checksums(tab)
+                plain = checked = x.astype(DTYPES[fmt])
+                cs = row_checksums(checked)
             for dist in args.dist:
-                idx = _indices(rows, dist, rng)
-                s1, s2 = [], []
-                for _ in range(args.repeats):
-                    s1.append(cpu(lambda: embedding_bag(tab, idx, n_threads=1, checksums=cs), 5))
-                    s2.append(cpu(lambda: embedding_bag(tab, idx, n_threads=1, checksums=cs,
-                                                        check="report"), 5))
-                c1, c2 = np.median(s1), np.median(s2)
-                walls = []
-                for nt in (1, 2):
-                    s = compare({
-                        "off": lambda: embedding_bag(tab, idx, n_threads=nt, checksums=cs),
-                        "report": lambda: embedding_bag(tab, idx, n_threads=nt, checksums=cs,
-                                                        check="report"),
-                    }, repeats=args.repeats, min_sample_time=0.02)
-                    walls.append(median(s["report"]) / median(s["off"]) - 1)
-                print(f"| {rows}x{dim} | {fmt} | {dist} | {c1 * 1e6:.0f} | {c2 * 1e6:.0f} | "
-                      f"{100 * (c2 / c1 - 1):.1f}% | {100 * walls[0]:.1f}% | {100 * walls[1]:.1f}% "
-                      f"| <= 15% |", flush=True)
+                fresh = [_indices(rows, dist, rng) for _ in range(args.index_sets)]
+                for lookups, sets in (("fresh", fresh), ("repeat", fresh[:1] * args.index_sets)):
+                    for nt in (1, 2):
+                        v = {
+                            "plain": lambda i: embedding_bag(plain, i, n_threads=nt),
+                            "off": lambda i: embedding_bag(checked, i, n_threads=nt),
+                            "report": lambda i: embedding_bag(checked, i, n_threads=nt,
+                                                              checksums=cs, check="report"),
+                        }
+                        if checked is plain:
+                            del v["off"]
+                        m = _alternate(v, sets, args.repeats,
+                                       time.thread_time if nt == 1 else time.perf_counter)
+                        off = m.get("off", m["plain"])
+                        print(f"| {rows}x{dim} | {fmt} | {dist} | {lookups} | {nt} | "
+                              f"{m['plain'] * 1e6:.0f} | {m['report'] * 1e6:.0f} | "
+                              f"{100 * (m['report'] / m['plain'] - 1):.1f}% | "
+                              f"{100 * (off / m['plain'] - 1):+.1f}% | "
+                              f"{100 * (m['report'] / off - 1):.1f}% | <= 15% |", flush=True)
 
 
 def main():
@@ -120,7 +142,10 @@ def main():
     ap.add_argument("--other-flips", type=int, default=1000,
                     help="flips per target and clean runs for the other tables")
     ap.add_argument("--quick", action="store_true", help="1000 flips / clean runs")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="overhead: rounds over the index sets")
+    ap.add_argument("--index-sets", type=int, default=16,
+                    help="overhead: different lookups per round (2048 x 32 indices each)")
     ap.add_argument("--dist", nargs="+", default=["uniform", "zipf"])
     ap.add_argument("--overhead-only", action="store_true")
     ap.add_argument("--detection-only", action="store_true")

@@ -43,7 +43,7 @@ CHECKS = ("off", "raise", "report")
 _MIN_ROWS_PER_THREAD = 1 << 15
 
 
-def row_checksums(table, *, n_threads=None):
+def row_checksums(table, *, out=None, n_threads=None):
     """Per-row soft-error checksums of an embedding table: float32 array ``(R, 2)``.
 
     Column 0 is each row's sum, column 1 a bound of the magnitudes the EmbeddingBag kernel adds
@@ -54,6 +54,8 @@ def row_checksums(table, *, n_threads=None):
     Parameters
     ----------
     table : ndarray (R, D) of float32, float16 or bfloat16, or RowwiseQuantizedTable
+    out : ndarray (R, 2) of float32, optional
+        Where to write them (each pair contiguous, any row stride).
     n_threads : int, optional
 
     Examples
@@ -67,7 +69,10 @@ def row_checksums(table, *, n_threads=None):
     from .embedding import _table_view  # the one place that maps tables to kernel formats
 
     raw, n_rows, dim, fmt, _ = _table_view(table)
-    out = np.empty((n_rows, 2), dtype=np.float32)
+    if out is None:
+        out = np.empty((n_rows, 2), dtype=np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n_rows, 2):
+        raise ValueError(f"out must be a float32 array of shape ({n_rows}, 2)")
     nt = resolve_n_threads(n_threads, work_items=n_rows,
                            min_items_per_thread=_MIN_ROWS_PER_THREAD)
     _rowwise.row_checksums(raw, dim, fmt, out, nt)
@@ -103,7 +108,9 @@ def checksums_for(table, checksums, n_rows, mode):
     if c.shape != (n_rows, 2):
         raise ValueError(f"checksums has shape {c.shape}; expected ({n_rows}, 2), one row per "
                          "table row")
-    return np.ascontiguousarray(c)
+    if c.strides[1] != 4 or c.strides[0] % 4 or not c.flags.aligned:
+        c = np.ascontiguousarray(c)  # the kernels read aligned pairs, any row stride
+    return c
 
 
 def finish(check, out, flags):

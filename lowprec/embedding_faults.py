@@ -162,10 +162,11 @@ def evaluate_embedding(table, *, bits=8, n_bags=2048, bag_size=32, n_flips=10000
         desc = f"{x.dtype.name} {n_rows}x{dim}"
         targets = targets or FLOAT_TARGETS
     else:
-        buf = np.empty((n_rows, fused_row_bytes(dim, bits)), dtype=np.uint8)
-        tab = quantize_rowwise(x, bits=bits, out=buf, row_checksums=True)
+        # The checked layout that ships (each row's checksum pair stored after it); flips go
+        # to the rows' bytes in that store, never to the stored pairs.
+        tab = quantize_rowwise(x, bits=bits, row_checksums=True)
         checksums = None
-        row_view = buf
+        row_view = tab._store[:, : fused_row_bytes(dim, bits)]
         desc = f"{bits}-bit {n_rows}x{dim}"
         targets = targets or QUANTIZED_TARGETS
     itemsize = x.dtype.itemsize

@@ -95,6 +95,33 @@ def fused_row_bytes(dim, bits):
     return -(-dim // per_byte) + 4
 
 
+def _checksum_offset(row_bytes):
+    """Where a row's checksum pair starts in a checked row store: after the row, 4-byte
+    aligned (so the float32 pair is aligned whenever the store is)."""
+    return -(-row_bytes // 4) * 4
+
+
+def checked_row_store(n_rows, row_bytes):
+    """An uninitialised uint8 buffer for ``n_rows`` fused rows of ``row_bytes`` bytes, each
+    followed by its soft-error checksum pair (float32 ``(sum, abs_sum)``).
+
+    One buffer, so that an EmbeddingBag lookup reads a row's checksum from the cache lines it
+    fetches for the row: with 1M rows of 72 bytes the pair costs no extra memory access, where
+    a separate (R, 2) array costs one per row (+30-50% of a checked lookup).  The padding bytes
+    between a row and its pair are zero.
+
+    Examples
+    --------
+    >>> from lowprec.rowwise import checked_row_store
+    >>> checked_row_store(3, 10).shape   # 10 bytes, 2 of padding, then the pair
+    (3, 20)
+    """
+    off = _checksum_offset(row_bytes)
+    store = np.empty((n_rows, off + 8), dtype=np.uint8)
+    store[:, row_bytes:off] = 0
+    return store
+
+
 def _code_bytes(dim, bits):
     return dim if bits == 8 else -(-dim // (8 // bits))
 
@@ -117,9 +144,12 @@ class RowwiseQuantizedTable:
         Each row's soft-error checksum, ``(sum, abs_sum)`` of its dequantized values
         (``scale * sum(q) + D * bias`` and ``|scale| * sum(q) + D * |bias|``, the latter
         rounded up), taken when the table was quantized or wrapped: ``embedding_bag(...,
-        check="raise"|"report")`` verifies every bag against them (docs/soft_errors.md).  Kept
-        next to the rows, not inside them: the rows stay byte for byte PyTorch's.  None when
-        built without ``row_checksums=True``.
+        check="raise"|"report")`` verifies every bag against them (docs/soft_errors.md).  None
+        when built without ``row_checksums=True``.  With ``row_checksums=True`` each pair is
+        stored right after its row (the row padded to a multiple of 4 bytes, then 8 bytes):
+        a lookup finds it in the cache lines it fetches for the row anyway, where a separate
+        array would cost one more memory access per row.  ``data`` is then a strided view
+        whose rows are still byte for byte PyTorch's.
 
     Examples
     --------
@@ -149,6 +179,20 @@ class RowwiseQuantizedTable:
                 f"data rows have {data.shape[1]} bytes; a {bits}-bit row of dim={dim} has "
                 f"{expected} bytes"
             )
+        self.bits = bits
+        self.dim = dim
+        self._cache = {}
+        self._store = None
+        if row_checksums is True:
+            # Rows and checksums in one store (a copy of the rows), the checksums taken in it.
+            from .embedding_checks import row_checksums as compute
+
+            store = checked_row_store(data.shape[0], expected)
+            store[:, :expected] = data
+            self._attach_store(store)
+            off = _checksum_offset(expected)
+            compute(self, out=store[:, off : off + 8].view(np.float32), n_threads=n_threads)
+            return
         data = np.ascontiguousarray(data)
         if data.flags.writeable:
             # A read-only view: the table is immutable (cached codes and future checksums stay
@@ -156,19 +200,31 @@ class RowwiseQuantizedTable:
             data = data.view()
             data.flags.writeable = False
         self.data = data
-        self.bits = bits
-        self.dim = dim
-        self._cache = {}
-        self.row_checksums = self._checksums_arg(row_checksums, n_threads)
+        self.row_checksums = self._checksums_arg(row_checksums)
 
-    def _checksums_arg(self, row_checksums, n_threads):
+    @classmethod
+    def _from_store(cls, store, bits, dim):
+        """A table over a filled checked row store (:func:`checked_row_store`)."""
+        table = cls.__new__(cls)
+        table.bits, table.dim, table._cache = bits, dim, {}
+        table._attach_store(store)
+        return table
+
+    def _attach_store(self, store):
+        """Take ``data`` and ``row_checksums`` as read-only views of a checked row store
+        (:func:`checked_row_store`); its checksums are filled by the caller."""
+        row_bytes = fused_row_bytes(self.dim, self.bits)
+        off = _checksum_offset(row_bytes)
+        self._store = store
+        self.data = store[:, :row_bytes]
+        self.row_checksums = store[:, off : off + 8].view(np.float32)
+        self.data.flags.writeable = False
+        self.row_checksums.flags.writeable = False
+
+    def _checksums_arg(self, row_checksums):
         """The ``row_checksums`` argument as the read-only (R, 2) float32 array (or None)."""
         if row_checksums is None or row_checksums is False:
             return None
-        if row_checksums is True:
-            from .embedding_checks import row_checksums as compute
-
-            return compute(self, n_threads=n_threads)
         c = as_array(row_checksums, "row_checksums")
         if c.dtype != np.float32 or c.shape != (self.data.shape[0], 2):
             raise ValueError(
@@ -186,9 +242,10 @@ class RowwiseQuantizedTable:
 
         ``buffer`` may be any array-like, including a CPU ``torch.Tensor`` from
         ``torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_prepack``.  It is not copied
-        unless ``copy=True`` (or it is not C-contiguous).  ``row_checksums=True`` takes the
-        rows' soft-error checksums now, in one pass over them (for ``embedding_bag(...,
-        check=...)``); an (R, 2) float32 array supplies stored ones.
+        unless ``copy=True`` (or it is not C-contiguous).  ``row_checksums=True`` copies the
+        rows into a store with each row's soft-error checksum after it, taken now in one pass
+        (for ``embedding_bag(..., check=...)``; see ``row_checksums`` above); an (R, 2) float32
+        array supplies stored ones, kept apart from the rows.
 
         Examples
         --------
@@ -340,7 +397,7 @@ class RowwiseQuantizedTable:
             codes = self._unpack(data)
             sub = RowwiseQuantizedTable.__new__(RowwiseQuantizedTable)
             sub.data, sub.bits, sub.dim, sub._cache = data, self.bits, self.dim, {}
-            sub.row_checksums = None
+            sub.row_checksums, sub._store = None, None
             scale, bias = sub.scale, sub.bias
         return _fmaf(codes, scale[:, None], bias[:, None])
 
@@ -376,12 +433,20 @@ class RowwiseQuantizedTable:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_cache"] = {}
-        state["data"] = np.array(self.data)  # plain array; the view's base is not pickled
+        if self._store is not None:
+            # The store alone: rows and checksums keep their shared layout.
+            del state["data"], state["row_checksums"]
+        else:
+            state["data"] = np.array(self.data)  # plain array; the view's base is not pickled
         return state
 
     def __setstate__(self, state):
         state.setdefault("row_checksums", None)  # pickled before checksums existed
+        state.setdefault("_store", None)
         self.__dict__.update(state)
+        if self._store is not None:
+            self._attach_store(self._store)
+            return
         self.data.flags.writeable = False
         if self.row_checksums is not None:
             self.row_checksums.flags.writeable = False
@@ -448,7 +513,9 @@ def quantize_rowwise(
     n_threads : int, optional
     row_checksums : bool, default False
         Also store each row's soft-error checksum (``table.row_checksums``, taken while the
-        freshly quantized rows are in cache) for ``embedding_bag(..., check=...)``.  Off by
+        freshly quantized rows are in cache) for ``embedding_bag(..., check=...)``, each right
+        after its row in one buffer (see :class:`RowwiseQuantizedTable`; with ``out=`` they are
+        kept in a separate array instead, which makes checked lookups slower).  Off by
         default: it adds 20-40% to the quantization of a 1M x 128 table (measured), and the
         check is opt-in too.
 
@@ -512,7 +579,16 @@ def quantize_rowwise(
 
     # --- run -------------------------------------------------------------------------------
     row_bytes = fused_row_bytes(dim, bits)
-    out = check_out(out, (n_rows, row_bytes), np.uint8, inputs=(x,))
+    store = checks = None
+    if row_checksums and out is None:
+        # Rows and checksums in one store (RowwiseQuantizedTable.row_checksums says why).
+        store = checked_row_store(n_rows, row_bytes)
+        off = _checksum_offset(row_bytes)
+        out, checks = store[:, :row_bytes], store[:, off : off + 8].view(np.float32)
+    else:
+        out = check_out(out, (n_rows, row_bytes), np.uint8, inputs=(x,))
+        if row_checksums:
+            checks = np.empty((n_rows, 2), dtype=np.float32)  # beside the caller's `out`
     greedy = method == "greedy"
     # PyTorch: int min_bins = n_bins * (1.0 - (float) ratio);
     min_bins = int(n_bins * (1.0 - float(np.float32(ratio))))
@@ -529,7 +605,6 @@ def quantize_rowwise(
         block = max(1, _BLOCK_BYTES // (4 * dim))
     kernel_method = _rowwise.METHOD_GREEDY if greedy else _rowwise.METHOD_MINMAX
     # The soft-error checksums are taken chunk by chunk, right after each chunk is quantized.
-    checks = np.empty((n_rows, 2), dtype=np.float32) if row_checksums else None
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
         # A converted (or compacted) copy of this block only, or the table itself.
@@ -543,4 +618,6 @@ def quantize_rowwise(
                 f"row {start + bad} of table contains NaN or infinity; row-wise quantization "
                 "needs finite values"
             )
+    if store is not None:
+        return RowwiseQuantizedTable._from_store(store, bits, dim)
     return RowwiseQuantizedTable(out, bits, dim, row_checksums=checks if row_checksums else False)

@@ -342,3 +342,58 @@ def test_flags_do_not_depend_on_chunking():
     for y, flags in outs:
         np.testing.assert_array_equal(flags, users)
         np.testing.assert_array_equal(y, outs[0][0])
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("dim", [1, 3, 64, 67])
+def test_checked_store_keeps_pytorch_rows_and_puts_each_pair_after_its_row(bits, dim):
+    """row_checksums=True: one buffer, each row (byte for byte the plain table's) followed by
+    its checksum pair at a 4-byte aligned offset; lookups give the plain table's bits."""
+    rng = np.random.default_rng(dim)
+    x = rng.uniform(-2, 2, (300, dim)).astype(np.float32)
+    plain = quantize_rowwise(x, bits=bits)
+    for t in (quantize_rowwise(x, bits=bits, row_checksums=True),
+              RowwiseQuantizedTable.from_fused(plain.data, bits, dim, row_checksums=True)):
+        rb = fused_row_bytes(dim, bits)
+        off = -(-rb // 4) * 4
+        assert t.data.strides == (off + 8, 1)
+        assert t.row_checksums.strides == (off + 8, 4) and t.row_checksums.flags.aligned
+        assert not t.data.flags.writeable and not t.row_checksums.flags.writeable
+        assert not np.shares_memory(t.data, plain.data)
+        np.testing.assert_array_equal(t.data, plain.data)
+        store = t.data.base
+        assert store.shape == (300, off + 8)
+        np.testing.assert_array_equal(store[:, rb:off], 0)  # the padding is zero
+        pairs = store[:, off:].copy().view(np.float32)
+        np.testing.assert_array_equal(pairs, t.row_checksums)
+        total, bound = _reference_checksums(plain)
+        np.testing.assert_array_equal(pairs[:, 0], total.astype(np.float32))
+        assert np.all(pairs[:, 1].astype(np.float64) >= bound)
+        idx = rng.integers(0, 300, (50, 9))
+        out, flags = embedding_bag(t, idx, check="report")
+        np.testing.assert_array_equal(out, embedding_bag(plain, idx))
+        assert not flags.any()
+        u = pickle.loads(pickle.dumps(t))
+        assert u.data.strides == t.data.strides
+        np.testing.assert_array_equal(u.data, t.data)
+        np.testing.assert_array_equal(u.row_checksums, t.row_checksums)
+        assert not u.data.flags.writeable and not u.row_checksums.flags.writeable
+        assert not embedding_bag(u, idx, check="report")[1].any()
+
+
+def test_checksums_in_a_strided_array_are_read_in_place():
+    """Checksums handed over as a strided (R, 2) view (pairs contiguous) are used as they are;
+    the separate-array and stored-after-row layouts give the same verdicts."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (500, 24)).astype(np.float32)
+    cs = row_checksums(x)
+    wide = np.zeros((500, 5), np.float32)
+    wide[:, 1:3] = cs
+    view = wide[:, 1:3]
+    idx = rng.integers(0, 500, (64, 7))
+    x_bad = x.copy()
+    x_bad[idx[5, 2], 3] += 100.0
+    for c in (cs, view):
+        assert not embedding_bag(x, idx, check="report", checksums=c)[1].any()
+        flags = embedding_bag(x_bad, idx, check="report", checksums=c)[1]
+        np.testing.assert_array_equal(flags, (idx == idx[5, 2]).any(axis=1))

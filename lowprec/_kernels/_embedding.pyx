@@ -49,6 +49,7 @@ cdef extern from "embedding.h" nogil:
         int64_t out_stride
         int out_fmt
         const float *row_checks
+        int64_t check_stride
         uint8_t *check_flags
     void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t b0, int64_t b1)
@@ -138,7 +139,7 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
          const uint8_t[::1] indices, int idx64, const int64_t[::1] offsets,
          const float[::1] weights, const int32_t[::1] mapping, int64_t padding_idx,
          uint8_t[:, :] out, int out_fmt, int n_threads, bint check=True,
-         int64_t chunks_per_thread=4, const float[:, ::1] row_checks=None,
+         int64_t chunks_per_thread=4, const float[:, :] row_checks=None,
          uint8_t[::1] flags=None, int64_t inject_bag=-1, int64_t inject_byte=0,
          int inject_bit=0):
     """Pool every bag into ``out`` (a byte view of the output rows).
@@ -149,7 +150,8 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
     checked first.  Returns -1 after pooling, or the position of the first bad index (then
     nothing was written).
 
-    Soft-error check: with ``row_checks`` ((sum, abs_sum) per stored row) every bag is verified
+    Soft-error check: with ``row_checks`` ((sum, abs_sum) per stored row, pairs contiguous, any
+    row stride: a separate array or the pairs stored after each row) every bag is verified
     right after it is pooled (src/bag_check.h) and ``flags[b]`` set to 1 when it fails.
     ``inject_bag`` >= 0 (fault injection, tests): bit ``inject_bit`` of byte ``inject_byte`` of
     that bag's output row is flipped between its pooling and its check.
@@ -181,11 +183,15 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
         return 0  # an empty mapping: every index is out of range
     cdef _SoftCheck sc
     a.row_checks = NULL
+    a.check_stride = 0
     a.check_flags = NULL
     if row_checks is not None:
         if flags is None or flags.shape[0] != n_bags or row_checks.shape[0] != table.shape[0]:
             raise ValueError("row_checks needs one entry per row and flags one per bag")
+        if row_checks.shape[1] != 2 or row_checks.strides[1] != 4 or row_checks.strides[0] % 4:
+            raise ValueError("row_checks must hold contiguous, aligned float32 pairs")
         a.row_checks = &row_checks[0, 0] if row_checks.shape[0] > 0 else NULL
+        a.check_stride = row_checks.strides[0]
         if (_isa == 2 and mode != MODE_MAX_C and a.weights == NULL and mapping is None
                 and padding_idx < 0 and 0 < dim <= 256 and inject_bag < 0 and n_bags > 0):
             # The AVX-512 kernel pools these bags in one pass: it verifies each bag itself,
@@ -330,6 +336,7 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     a.padding_idx = -1
     a.out_fmt = out_fmt
     a.row_checks = NULL
+    a.check_stride = 0
     a.check_flags = NULL
     # Always a private copy of the bounds (as the validating path): the kernels must not see
     # offsets that change after they were checked.

@@ -78,43 +78,49 @@ cdef inline int64_t _run_rows(int isa, int method, const float *x, int64_t ldx, 
 
 cdef inline int64_t _run_chunk(int isa, int method, const float *x, int64_t ldx, int64_t n,
                                int64_t dim, int bits, int n_bins, int min_bins, uint8_t *out,
-                               int64_t ldo, float *checks) noexcept nogil:
-    """Quantize n rows, then (with ``checks``) take their checksums while they are in cache."""
+                               int64_t ldo, char *checks, int64_t ldc) noexcept nogil:
+    """Quantize n rows, then (with ``checks``, pairs ``ldc`` bytes apart) take their checksums
+    while they are in cache."""
     cdef int64_t status = _run_rows(isa, method, x, ldx, n, dim, bits, n_bins, min_bins, out, ldo)
     cdef int64_t r
     # Table formats of row_checksum.h: 3 = 8-bit, 4 = 4-bit, 5 = 2-bit rows.
     cdef int fmt = 3 if bits == 8 else (4 if bits == 4 else 5)
     if checks != NULL and status < 0:
         for r in range(n):
-            lowprec_row_checksum(out + r * ldo, dim, fmt, checks + 2 * r)
+            lowprec_row_checksum(out + r * ldo, dim, fmt, <float *>(checks + r * ldc))
     return status
 
 
-def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int method,
+def quantize_rows(const float[:, ::1] x, uint8_t[:, :] out, int bits, int method,
                   int n_bins, int min_bins, int n_threads, int chunk_rows,
-                  float[:, ::1] checks=None):
-    """Quantize the rows of ``x`` into the fused rows ``out`` (same number of rows), and with
-    ``checks`` ((rows, 2) float32) store each row's soft-error checksum (row_checksum.h).
+                  float[:, :] checks=None):
+    """Quantize the rows of ``x`` into the fused rows ``out`` (same number of rows; rows
+    contiguous, any row stride), and with ``checks`` ((rows, 2) float32, pairs contiguous, any
+    row stride) store each row's soft-error checksum (row_checksum.h).
 
     Returns -1, or the index of the first row holding a NaN or an infinity (``out`` is then
     partly written; the caller discards it).
     """
     cdef int64_t n = x.shape[0], dim = x.shape[1]
-    cdef int64_t ldo = out.shape[1]
     if out.shape[0] != n:
         raise ValueError("row count mismatch")
+    if out.shape[1] > 1 and out.strides[1] != 1:
+        raise ValueError("out rows must be contiguous")
     if n == 0:
         return -1
     cdef int64_t n_chunks = (n + chunk_rows - 1) // chunk_rows
     cdef int64_t c, start, stop, status, first = -1
     cdef int isa = _isa
     cdef const float *xp = &x[0, 0]
+    cdef int64_t ldo = out.strides[0]
     cdef uint8_t *op = &out[0, 0]
-    cdef float *cp = NULL
+    cdef char *cp = NULL
+    cdef int64_t ldc = 0
     if checks is not None:
-        if checks.shape[0] != n or checks.shape[1] != 2:
-            raise ValueError("checks must have shape (rows, 2)")
-        cp = &checks[0, 0]
+        if checks.shape[0] != n or checks.shape[1] != 2 or checks.strides[1] != 4:
+            raise ValueError("checks must have shape (rows, 2), pairs contiguous")
+        cp = <char *>&checks[0, 0]
+        ldc = checks.strides[0]
     # One status per chunk, so that the first bad row is found whatever the thread count.
     cdef int64_t[::1] bad = _empty_int64(n_chunks)
     with nogil:
@@ -124,7 +130,7 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int meth
                 stop = min(start + chunk_rows, n)
                 status = _run_chunk(isa, method, xp + start * dim, dim, stop - start, dim,
                                     bits, n_bins, min_bins, op + start * ldo, ldo,
-                                    cp + 2 * start if cp != NULL else NULL)
+                                    cp + start * ldc if cp != NULL else NULL, ldc)
                 bad[c] = status
                 if status >= 0:
                     break
@@ -134,7 +140,7 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, ::1] out, int bits, int meth
                 stop = min(start + chunk_rows, n)
                 bad[c] = _run_chunk(isa, method, xp + start * dim, dim, stop - start, dim,
                                     bits, n_bins, min_bins, op + start * ldo, ldo,
-                                    cp + 2 * start if cp != NULL else NULL)
+                                    cp + start * ldc if cp != NULL else NULL, ldc)
     for c in range(n_chunks):
         if bad[c] >= 0:
             return c * chunk_rows + bad[c]
@@ -169,25 +175,26 @@ def nbit_loss(const float[::1] x, int bits, float lo, float hi):
     return lowprec_rowwise_nbit_loss_generic(&x[0], x.shape[0], bits, lo, hi)
 
 
-def row_checksums(const uint8_t[:, :] rows, int64_t dim, int fmt, float[:, ::1] out,
+def row_checksums(const uint8_t[:, :] rows, int64_t dim, int fmt, float[:, :] out,
                   int n_threads):
-    """Fill ``out`` (R, 2) with the soft-error checksum (row_checksum.h: sum, abs_sum) of every
-    row of a table in format ``fmt`` (embedding's FMT_*), given as bytes (rows contiguous, any
-    row stride)."""
+    """Fill ``out`` (R, 2; pairs contiguous, any row stride) with the soft-error checksum
+    (row_checksum.h: sum, abs_sum) of every row of a table in format ``fmt`` (embedding's
+    FMT_*), given as bytes (rows contiguous, any row stride)."""
     cdef int64_t n = rows.shape[0], c
-    if out.shape[0] != n or out.shape[1] != 2:
-        raise ValueError("out must have shape (rows, 2)")
+    if out.shape[0] != n or out.shape[1] != 2 or out.strides[1] != 4:
+        raise ValueError("out must have shape (rows, 2), pairs contiguous")
     if rows.shape[1] > 1 and rows.strides[1] != 1:
         raise ValueError("rows must be contiguous")
     if n == 0:
         return
     cdef const uint8_t *p = &rows[0, 0] if rows.shape[1] > 0 else NULL
     cdef int64_t stride = rows.strides[0]
-    cdef float *o = &out[0, 0]
+    cdef char *o = <char *>&out[0, 0]
+    cdef int64_t ldc = out.strides[0]
     with nogil:
         if n_threads <= 1:
             for c in range(n):
-                lowprec_row_checksum(p + c * stride, dim, fmt, o + 2 * c)
+                lowprec_row_checksum(p + c * stride, dim, fmt, <float *>(o + c * ldc))
         else:
             for c in prange(n, num_threads=n_threads, schedule='static'):
-                lowprec_row_checksum(p + c * stride, dim, fmt, o + 2 * c)
+                lowprec_row_checksum(p + c * stride, dim, fmt, <float *>(o + c * ldc))

@@ -11,16 +11,9 @@
 #include <emmintrin.h>
 #endif
 
-#define CS_U 5.9604644775390625e-8 /* float32 unit roundoff, 2^-24 */
+#define CS_U LOWPREC_CS_U
 /* Float lanes of the output sums (lane = column mod LANES, then pairwise). */
 #define LANES 16
-
-/* gamma(n) = n u / (1 - n u), bounded without a division: 1 / (1 - x) <= 1 + 2x for x <= 1/2
- * (the verdict runs once per bag; divisions were a visible part of it). */
-static inline double gamma_n(double n) {
-    const double x = n * CS_U;
-    return x <= 0.25 ? x * (1.0 + 2.0 * x) : x / (1.0 - x);
-}
 
 /* Error depth of a LANES-lane float32 sum of dim terms: each lane adds ceil(dim / LANES)
  * terms, the pairwise combination log2(LANES) = 4 more. */
@@ -81,7 +74,6 @@ static inline int64_t entry_index(const lowprec_eb_args *a, int64_t i) {
 /* Expected sum and bound of the bag of entries [i0, i1); returns the counted entries. */
 static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, double *expected,
                             double *bound) {
-    const float *cs = a->row_checks;
     double e[4] = {0}, t[4] = {0};
     int64_t count = 0;
     if (!a->weights && !a->mapping && a->padding_idx < 0) {
@@ -92,7 +84,8 @@ static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, do
         __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
         for (; i + 4 <= i1; i += 4) {
             for (int k = 0; k < 4; k++) {
-                const __m128 c = _mm_castpd_ps(_mm_load_sd((const double *)(cs + 2 * entry_index(a, i + k))));
+                const double *pair = (const double *)lowprec_row_check(a, entry_index(a, i + k));
+                const __m128 c = _mm_castpd_ps(_mm_load_sd(pair));
                 acc[k] = _mm_add_pd(acc[k], _mm_cvtps_pd(c));
             }
         }
@@ -103,14 +96,14 @@ static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, do
 #else
         for (; i + 4 <= i1; i += 4) {
             for (int k = 0; k < 4; k++) {
-                const float *c = cs + 2 * entry_index(a, i + k);
+                const float *c = lowprec_row_check(a, entry_index(a, i + k));
                 e[k] += (double)c[0];
                 t[k] += (double)c[1];
             }
         }
 #endif
         for (; i < i1; i++) {
-            const float *c = cs + 2 * entry_index(a, i);
+            const float *c = lowprec_row_check(a, entry_index(a, i));
             e[0] += (double)c[0];
             t[0] += (double)c[1];
         }
@@ -121,7 +114,7 @@ static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, do
             if (idx == a->padding_idx) continue;
             const int64_t r = a->mapping ? (int64_t)a->mapping[idx] : idx;
             if (r < 0) continue; /* pruned row */
-            const float *c = cs + 2 * r;
+            const float *c = lowprec_row_check(a, r);
             const double w = a->weights ? (double)a->weights[i] : 1.0;
             e[count & 3] += w * (double)c[0];
             t[count & 3] += fabs(w) * (double)c[1];
@@ -140,42 +133,37 @@ int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t co
     return lowprec_bag_verdict_sums(a, e, t, count, o, o_abs);
 }
 
-int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
-                             double o, double o_abs) {
+void lowprec_bag_tol_init(const lowprec_eb_args *a, lowprec_bag_tol *c) {
     const int ofmt = a->out_fmt;
     /* Unit roundoff of the output format, and half its smallest subnormal (the absolute error
      * of rounding a tiny float32 to it). */
     const double u_out = ofmt == LOWPREC_EB_OUT_F32 ? CS_U : (ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-11 : 0x1p-8);
     const double tiny_out = ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-25 : 0x1p-150;
-    const double g_out = gamma_n(lane_depth(a->dim));
-    if (a->mode == LOWPREC_EB_MEAN && count > 0) {
-        e /= (double)count;
-        t /= (double)count;
-    }
-    /* sum_j |out| bounds the output's rounding: the measured one (a lane sum, scaled up to
-     * bound the exact one), capped by the a-priori bound of a clean output. */
-    const double g_kernel = gamma_n(2.0 * (double)count + 3.0);
-    const double clean_abs = t * (1.0 + g_kernel) * (1.0 + u_out) * (1.0 + 3.0 * g_out);
-    const double out_abs = fmin(o_abs * (1.0 + 3.0 * g_out), clean_abs);
-    /* The kernel's error, the output's rounding, the lane sums of the output, the float32
-     * rounding of the stored sums (u per unit of bound), the double sums (~2^-52 relative
-     * per term) and float32 underflow (absolute, per element and entry). */
-    const double tol = (g_kernel + CS_U) * t
-                       + (u_out / (1.0 - u_out) + g_out) * out_abs
-                       + 0x1p-50 * (double)(count + 8) * t
-                       + (double)a->dim * ((double)(count + 2) * 0x1p-149 + tiny_out);
-    int bad = !(fabs(o - e) <= tol);
-    if (bad && ofmt == LOWPREC_EB_OUT_F16 && !isfinite(o) && isfinite(e) && t >= 65504.0) {
-        bad = 0; /* an fp16 output that may have overflowed legitimately */
-    }
-    return bad;
+    const double g_out = lowprec_gamma(lane_depth(a->dim));
+    c->out_term = u_out / (1.0 - u_out) + g_out;
+    c->out_up = 1.0 + 3.0 * g_out;
+    c->clean_up = (1.0 + u_out) * (1.0 + 3.0 * g_out);
+    c->tiny = (double)a->dim * tiny_out;
+    c->dim = (double)a->dim;
+    c->mean = a->mode == LOWPREC_EB_MEAN;
+    c->f16_out = ofmt == LOWPREC_EB_OUT_F16;
+}
+
+int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
+                             double o, double o_abs) {
+    lowprec_bag_tol c;
+    lowprec_bag_tol_init(a, &c);
+    return lowprec_bag_verdict_tol(&c, e, t, count, o, o_abs);
 }
 
 void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
                        uint8_t *flags) {
+    lowprec_bag_tol c;
+    lowprec_bag_tol_init(a, &c);
     for (int64_t b = bag_begin; b < bag_end; b++) {
-        double e, t;
+        double e, t, o, o_abs;
         const int64_t count = bag_expected(a, a->offsets[b], a->offsets[b + 1], &e, &t);
-        flags[b] = (uint8_t)lowprec_bag_verdict(a, e, t, count, a->out + b * a->out_stride);
+        out_sums(a->out + b * a->out_stride, a->dim, a->out_fmt, &o, &o_abs);
+        flags[b] = (uint8_t)lowprec_bag_verdict_tol(&c, e, t, count, o, o_abs);
     }
 }

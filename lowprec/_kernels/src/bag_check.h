@@ -27,7 +27,14 @@
 #ifndef LOWPREC_BAG_CHECK_H
 #define LOWPREC_BAG_CHECK_H
 
+#include <math.h>
+
 #include "embedding.h"
+
+/* Row r's stored (sum, abs_sum) pair. */
+static inline const float *lowprec_row_check(const lowprec_eb_args *a, int64_t r) {
+    return (const float *)((const char *)a->row_checks + r * a->check_stride);
+}
 
 /* flags[b] = 1 (failed) or 0 for the bags b in [bag_begin, bag_end) of the lookup `a`, already
  * pooled into a->out; a->row_checks holds (sum, abs_sum) float pairs, one per stored row. */
@@ -39,8 +46,60 @@ void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_
  * t while pooling (embedding_avx512.c). */
 int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t count,
                         const uint8_t *out_row);
-/* The same, given the output row's sum and absolute sum, each a float32 sum in lanes of depth
- * at most ceil(D / 16) + 4 (the caller summed the values it stored). */
+
+/* What the tolerance takes from the call, not from the bag (lowprec_bag_tol_init, once per
+ * call: a kernel verifying every bag it pools keeps the per-bag work to a few flops). */
+typedef struct lowprec_bag_tol {
+    double out_term; /* u_out / (1 - u_out) + g_out: rounding to the output format and the
+                      * output's lane sums, per unit of sum |out|                        */
+    double out_up;   /* 1 + 3 g_out: the measured lane sum |out| -> a bound of the exact one */
+    double clean_up; /* (1 + u_out)(1 + 3 g_out): the a-priori bound's factors          */
+    double tiny;     /* D * (tiny output rounding), plus D * 2^-149 per entry (below)   */
+    double dim;
+    int mean;
+    int f16_out;
+} lowprec_bag_tol;
+
+#define LOWPREC_CS_U 5.9604644775390625e-8 /* float32 unit roundoff, 2^-24 */
+
+/* gamma(n) = n u / (1 - n u), bounded without a division: 1 / (1 - x) <= 1 + 2x for x <= 1/2
+ * (the verdict runs once per bag; divisions were a visible part of it). */
+static inline double lowprec_gamma(double n) {
+    const double x = n * LOWPREC_CS_U;
+    return x <= 0.25 ? x * (1.0 + 2.0 * x) : x / (1.0 - x);
+}
+
+void lowprec_bag_tol_init(const lowprec_eb_args *a, lowprec_bag_tol *c);
+
+/* The verdict given the output row's sum o and absolute sum o_abs, each a float32 sum in lanes
+ * of depth at most ceil(D / 16) + 4 (the caller summed the values it stored).
+ * tol = (gamma(2n + 3) + u) t + (u_out / (1 - u_out) + g_out) |out| + 2^-50 (n + 8) t
+ *       + D ((n + 2) 2^-149 + tiny_out):
+ * the kernel's error, the output's rounding, the lane sums of the output, the float32 rounding
+ * of the stored sums (u per unit of bound), the double sums (~2^-52 relative per term) and
+ * float32 underflow (absolute, per element and entry).  |out| is the measured lane sum scaled
+ * up to bound the exact one, capped by the a-priori bound of a clean output, so that a
+ * corrupted (huge, infinite, NaN) output cannot widen its own tolerance. */
+static inline int lowprec_bag_verdict_tol(const lowprec_bag_tol *c, double e, double t,
+                                          int64_t count, double o, double o_abs) {
+    if (c->mean && count > 0) {
+        e /= (double)count;
+        t /= (double)count;
+    }
+    const double g_kernel = lowprec_gamma(2.0 * (double)count + 3.0);
+    const double clean_abs = t * (1.0 + g_kernel) * c->clean_up;
+    const double out_abs = fmin(o_abs * c->out_up, clean_abs);
+    const double tol = (g_kernel + LOWPREC_CS_U + 0x1p-50 * (double)(count + 8)) * t
+                       + c->out_term * out_abs
+                       + c->dim * (double)(count + 2) * 0x1p-149 + c->tiny;
+    int bad = !(fabs(o - e) <= tol);
+    if (bad && c->f16_out && !isfinite(o) && isfinite(e) && t >= 65504.0) {
+        bad = 0; /* an fp16 output that may have overflowed legitimately */
+    }
+    return bad;
+}
+
+/* The same, the call's constants taken on the spot. */
 int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
                              double o, double o_abs);
 

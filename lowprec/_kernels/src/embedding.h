@@ -65,6 +65,10 @@ typedef struct lowprec_eb_args {
     int out_fmt;            /* LOWPREC_EB_OUT_*                                      */
     const float *row_checks; /* soft-error check: (sum, abs_sum) per stored row
                               * (bag_check.h), prefetched with the rows; or NULL       */
+    int64_t check_stride;    /* bytes between two rows' checksum pairs: 8 for a separate
+                              * (R, 2) array; the row stride when they are stored right
+                              * after each row (rowwise.py: then the pair shares the row's
+                              * cache lines and costs no memory access of its own)      */
     uint8_t *check_flags;    /* set (with row_checks): the AVX-512 kernel verifies each bag
                               * it pools in one pass itself and writes its flag here     */
 } lowprec_eb_args;

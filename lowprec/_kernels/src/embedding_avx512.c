@@ -20,23 +20,32 @@
  * The last, partial vector uses masked loads (AVX-512 masked loads do not fault on masked-off
  * bytes), so no row is ever read past its end and the lanes past D are zeros.
  *
- * Software prefetch: the row of entry i + EB5_PF (across bag boundaries, within this call's
- * bags) is prefetched into L1, every cache line it touches, while entry i is pooled: random
- * rows of a large table miss every cache level, and with ~16-24 rows in flight the loop is
- * bounded by the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
+ * Software prefetch: the row of entry i + EB5_PF (EB5_PFQ for quantized rows; across bag
+ * boundaries, within this call's bags) is prefetched into L1, every cache line it touches,
+ * while entry i is pooled: random rows of a large table miss every cache level, and with
+ * ~16-32 rows in flight the loop is bounded by the memory system's parallelism, not its
+ * latency.  FBGEMM's JIT uses 16.
  */
 #include "bag_check.h"
 #include "embedding.h"
 
 #if LOWPREC_BUILD_AVX2
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* Prefetch distance in entries.  16 (FBGEMM's) and 24 were within this shared machine's noise
  * on 1M x 64 8-bit rows (ratio to FBGEMM 0.8-1.2 per round for every setting tried); so were
- * prefetching only the first and last byte of the row, and the T1 / NTA hints. */
+ * prefetching only the first and last byte of the row, and the T1 / NTA hints.
+ * Quantized rows (20-136 bytes) take a fraction of a float row's time each, so 16 entries are
+ * too short a look-ahead: 32 was 3-15% faster than 16 on 8/4/2-bit rows (1M x 64, 1M x 128,
+ * 100k x 128; in-process A/B of the kernel, CPU time of the thread), 48 no better.  fp16
+ * rows of 128 bytes were 5-10% slower at 32, so the float formats keep 16. */
 #ifndef EB5_PF
 #define EB5_PF 16
+#endif
+#ifndef EB5_PFQ
+#define EB5_PFQ 32
 #endif
 #define EB5_AI __attribute__((always_inline)) inline
 #define EB5_T LOWPREC_TARGET_AVX512VNNI
@@ -181,6 +190,13 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
     /* Fused soft-error check: only when this one pass covers the whole row (j0 == 0, D <= 256;
      * the Cython layer sets check_flags only then). */
     const int checked = a->check_flags != NULL && a->row_checks != NULL;
+    lowprec_bag_tol tol;
+    if (checked) lowprec_bag_tol_init(a, &tol);
+    /* Checksums stored after each row (rowwise.py): prefetching the pair's last byte also
+     * fetches the row's last line, so the row's own tail prefetch is not needed. */
+    const int pair_after_row = a->row_checks != NULL && a->check_stride == stride &&
+                               (const uint8_t *)a->row_checks > table &&
+                               (const uint8_t *)a->row_checks < table + stride;
     const int pf_lines = (max_rb + 63) / 64;
     /* 4-bit rows of 2+ vectors: codes -> floats by table lookup, accumulators in even / odd
      * column order (below).  One vector is faster the direct way. */
@@ -195,22 +211,23 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
         for (int v = 0; v < nacc; v++) acc[v] = _mm512_setzero_ps();
         for (int64_t i = i0; i < i1; i++) {
             if (prefetch) {
-                const int64_t ip = i + EB5_PF < pf_end ? i + EB5_PF : i;
+                const int64_t pfd = quantized ? EB5_PFQ : EB5_PF;
+                const int64_t ip = i + pfd < pf_end ? i + pfd : i;
                 const int64_t rp = idx64 ? i64[ip] : (int64_t)i32[ip];
                 const char *p = (const char *)(table + rp * stride);
 #pragma GCC unroll 16
                 for (int k = 0; k < pf_lines; k++) _mm_prefetch(p + 64 * k, _MM_HINT_T0);
-                _mm_prefetch(p + rb - 1, _MM_HINT_T0);
-                /* The soft-error check (run right after this chunk) reads the row's checksum:
-                 * fetched now, in the shadow of the row. */
-                if (a->row_checks) _mm_prefetch((const char *)(a->row_checks + 2 * rp), _MM_HINT_T0);
+                if (!pair_after_row) _mm_prefetch(p + rb - 1, _MM_HINT_T0);
+                /* The soft-error check reads the row's checksum: fetched now, with the row. */
+                if (a->row_checks)
+                    _mm_prefetch((const char *)lowprec_row_check(a, rp) + 7, _MM_HINT_T0);
             }
             const int64_t r = idx64 ? i64[i] : (int64_t)i32[i];
             const uint8_t *row = table + r * stride;
             if (checked) {
                 /* The row's stored checksum pair (prefetched with the row) -> two doubles. */
                 chk = _mm_add_pd(chk, _mm_cvtps_pd(_mm_castpd_ps(
-                                          _mm_load_sd((const double *)(a->row_checks + 2 * r)))));
+                                          _mm_load_sd((const double *)lowprec_row_check(a, r)))));
             }
             if (quantized) {
                 __m512 vs, vb;
@@ -328,20 +345,21 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
             eb5_st(out_fmt, orow, j0 + 16 * v, acc[v], v < NV - 1 || lt == 16, mt);
         if (checked) {
             /* The whole row was pooled in this pass: verify the bag now (bag_check.h).  A
-             * float32 output is exactly the accumulators: their lane sums (depth NV + 4, the
-             * lanes past D masked off: quantized rows add the bias to every lane) stand for
-             * re-reading it; fp16 / bf16 outputs are re-read from L1. */
+             * float32 output is exactly the accumulators: their lane sum (depth NV + 4, the
+             * lanes past D masked off: quantized rows add the bias to every lane) stands for
+             * re-reading it, and the output's absolute sum is taken as its a-priori bound
+             * (INFINITY: the verdict caps it), which widens the tolerance by the output's
+             * rounding only (u + gamma(NV + 4) of T, against gamma(2n + 3) of T for the
+             * pooling) and saves an abs, an add per vector and a reduction per bag.  fp16 /
+             * bf16 outputs are re-read from L1. */
             const double ce = _mm_cvtsd_f64(chk), ct = _mm_cvtsd_f64(_mm_unpackhi_pd(chk, chk));
             if (out_fmt == LOWPREC_EB_OUT_F32) {
-                __m512 s = _mm512_setzero_ps(), ab = _mm512_setzero_ps();
+                __m512 s = _mm512_setzero_ps();
 #pragma GCC unroll 16
-                for (int v = 0; v < NV; v++) {
-                    const __m512 x = v < NV - 1 || lt == 16 ? acc[v] : _mm512_maskz_mov_ps(mt, acc[v]);
-                    s = _mm512_add_ps(s, x);
-                    ab = _mm512_add_ps(ab, _mm512_abs_ps(x));
-                }
-                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict_sums(
-                    a, ce, ct, i1 - i0, _mm512_reduce_add_ps(s), _mm512_reduce_add_ps(ab));
+                for (int v = 0; v < NV; v++)
+                    s = _mm512_add_ps(s, v < NV - 1 || lt == 16 ? acc[v] : _mm512_maskz_mov_ps(mt, acc[v]));
+                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict_tol(
+                    &tol, ce, ct, i1 - i0, _mm512_reduce_add_ps(s), INFINITY);
             } else {
                 a->check_flags[bag] = (uint8_t)lowprec_bag_verdict(a, ce, ct, i1 - i0, orow);
             }
@@ -350,13 +368,17 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
 }
 
 /* One non-inlined function per (format, index type, NV): each gets its own register
- * allocation, with the accumulators, scale and bias in registers. */
+ * allocation, with the accumulators, scale and bias in registers.  The first pass (pf: j0 == 0,
+ * the only one for D <= 256) is compiled with j0 = 0, and again with lt = 16 (D a multiple of
+ * 16, no masked vector): constant column offsets free registers and drop the per-row test of
+ * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B). */
 typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
 
 #define EB5_DEF(NAME, FMT, IDX, N)                                                         \
     EB5_T static __attribute__((noinline)) void NAME##_##IDX##_##N(                        \
         const lowprec_eb_args *a, int lt, int64_t j0, int64_t b0, int64_t b1, int pf) {    \
-        if (pf) eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 1);                               \
+        if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1);                    \
+        else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1);                           \
         else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0);                                  \
     }
 #define EB5_DEF16(NAME, FMT, IDX)                                                          \
