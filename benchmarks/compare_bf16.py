@@ -10,9 +10,11 @@ Contenders, all in one process, sampled round-robin (lowprec.bench.harness.compa
   stochastic / truncate float32 -> bf16: lowprec only (no peer has them on NumPy arrays)
 
 GB/s counts input + output bytes.  "vs torch" compares the preallocated calls (lowprec out= vs
-copy_), "vs astype" the allocating ones (both pay the kernel's zeroing of the fresh output's
-pages on first touch, a floor that no conversion kernel can lower), "out= vs astype" lowprec
-writing into a preallocated array vs astype.  Run on a quiet machine for absolute numbers; on a busy
+copy_), "vs astype" the allocating ones: lowprec's output comes from its cache of freed output
+buffers (lowprec/buffers.py), so repeated calls, as here, reuse the previous output's memory
+and its mapped pages.  "lowprec fresh" allocates a fresh NumPy array per call (what the first
+call pays: the kernel zeroes the new pages on first touch, as for astype's output); "fresh vs
+astype" compares it.  "out= vs astype": lowprec writing into a preallocated array vs astype.  Run on a quiet machine for absolute numbers; on a busy
 one trust only the ratios.
 
     python benchmarks/compare_bf16.py --threads 1 2 --n 16777216 --repeats 7
@@ -47,6 +49,7 @@ def contenders_for(op, n, n_threads):
         out = np.empty(n, BF16)
         c["lowprec out="] = lambda: to_bfloat16(x32, out=out, n_threads=n_threads)
         c["lowprec"] = lambda: to_bfloat16(x32, n_threads=n_threads)
+        c["lowprec fresh"] = lambda: to_bfloat16(x32, out=np.empty(n, BF16), n_threads=n_threads)
         if torch is not None:
             tx, tb = torch.from_numpy(x32), torch.empty(n, dtype=torch.bfloat16)
             c["torch copy_"] = lambda: tb.copy_(tx)
@@ -59,6 +62,8 @@ def contenders_for(op, n, n_threads):
         out = np.empty(n, np.float32)
         c["lowprec out="] = lambda: from_bfloat16(b, out=out, n_threads=n_threads)
         c["lowprec"] = lambda: from_bfloat16(b, n_threads=n_threads)
+        c["lowprec fresh"] = lambda: from_bfloat16(b, out=np.empty(n, np.float32),
+                                                   n_threads=n_threads)
         if torch is not None:
             tb, t32 = torch.from_numpy(b.view(np.int16)).view(torch.bfloat16), torch.empty(n)
             c["torch copy_"] = lambda: t32.copy_(tb)
@@ -71,6 +76,7 @@ def contenders_for(op, n, n_threads):
         out = np.empty(n, BF16)
         c["lowprec out="] = lambda: to_bfloat16(x64, out=out, n_threads=n_threads)
         c["lowprec"] = lambda: to_bfloat16(x64, n_threads=n_threads)
+        c["lowprec fresh"] = lambda: to_bfloat16(x64, out=np.empty(n, BF16), n_threads=n_threads)
         if torch is not None:
             tx, tb = torch.from_numpy(x64), torch.empty(n, dtype=torch.bfloat16)
             c["torch copy_"] = lambda: tb.copy_(tx)
@@ -127,20 +133,23 @@ def main(argv=None):
                 row["vs torch"] = meds["torch copy_"] / meds["lowprec out="]
             if "lowprec" in meds:
                 row["vs astype"] = meds["ml_dtypes astype"] / meds["lowprec"]
+                row["fresh vs astype"] = meds["ml_dtypes astype"] / meds["lowprec fresh"]
             row["out= vs astype"] = meds["ml_dtypes astype"] / meds["lowprec out="]
             rows.append(row)
             print(f"  [{op}, {nt} thread(s): {time.perf_counter() - t0:.1f} s]", file=sys.stderr)
     lowprec.set_num_threads(None)
-    columns = ["op", "threads", "lowprec out=", "lowprec", "torch copy_", "ml_dtypes astype",
-               "np.copyto", "vs torch", "vs astype", "out= vs astype"]
+    columns = ["op", "threads", "lowprec out=", "lowprec", "lowprec fresh", "torch copy_",
+               "ml_dtypes astype", "np.copyto", "vs torch", "vs astype", "fresh vs astype",
+               "out= vs astype"]
     columns = [c for c in columns if any(c in r for r in rows)]
     for r in rows:
         for c in columns:
             r.setdefault(c, "-")
     print(format_table(rows, columns))
     print("GB/s, except the 'vs' columns: speed-up of lowprec (median time ratio).  'vs torch':\n"
-          "lowprec out= vs torch copy_ (both preallocated); 'vs astype': allocating lowprec vs\n"
-          "astype (both pay the first-touch page faults of a fresh output); 'out= vs astype'.")
+          "lowprec out= vs torch copy_ (both preallocated); 'vs astype': allocating lowprec (its\n"
+          "output-buffer cache reusing the last call's memory) vs astype; 'fresh vs astype': lowprec\n"
+          "into a fresh NumPy array per call (first-touch page faults, as astype); 'out= vs astype'.")
 
 
 if __name__ == "__main__":

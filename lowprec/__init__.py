@@ -11,6 +11,7 @@ from ._config import config_dict, show_config
 from ._errors import SoftErrorDetected
 from ._packed_weights import PackedWeights
 from ._threads import get_num_threads, set_num_threads
+from .buffers import buffer_cache_info, set_buffer_cache
 from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
 from .embedding import embedding_bag, embedding_bags
 from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
@@ -28,6 +29,7 @@ __all__ = [
     "RowwiseQuantizedTable",
     "SoftErrorDetected",
     "bfloat16",
+    "buffer_cache_info",
     "choose_qparams",
     "config_dict",
     "dequantize",
@@ -50,6 +52,7 @@ __all__ = [
     "quantize_activations",
     "quantize_rowwise",
     "round_bfloat16",
+    "set_buffer_cache",
     "set_num_threads",
     "show_config",
     "to_bfloat16",

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _dispatch, _threads
 from ._kernels import _runtime
+from .buffers import buffer_cache_info
 
 
 def config_dict():
@@ -16,7 +17,7 @@ def config_dict():
     --------
     >>> import lowprec
     >>> sorted(lowprec.config_dict())[:3]
-    ['available_isas', 'compiler', 'cpu_features']
+    ['available_isas', 'buffer_cache_limit', 'compiler']
     """
     from . import __version__
 
@@ -34,6 +35,7 @@ def config_dict():
         "openmp": _runtime.openmp_enabled(),
         "num_threads": _threads.get_num_threads(),
         "omp_max_threads": _runtime.omp_max_threads(),
+        "buffer_cache_limit": buffer_cache_info()["limit"],
     }
 
 
@@ -59,5 +61,7 @@ def show_config():
         f"  compiler: {c['compiler']}",
         f"  OpenMP: {'yes' if c['openmp'] else 'no (serial build)'}; "
         f"threads: {c['num_threads']} (OpenMP max {c['omp_max_threads']})",
+        f"  output buffer cache: {c['buffer_cache_limit'] >> 20} MiB "
+        "(lowprec.set_buffer_cache, LOWPREC_BUFFER_CACHE_MB)",
     ]
     print("\n".join(lines))

@@ -39,7 +39,9 @@ def check_out(out, shape, dtype, inputs=(), name="out"):
     shape = tuple(shape)
     dtype = np.dtype(dtype)
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        from .buffers import empty_output  # large outputs reuse freed memory (buffers.py)
+
+        return empty_output(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
