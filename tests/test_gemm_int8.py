@@ -815,3 +815,51 @@ def test_float32_requantization_setup_bounds():
         # and they are close to the steps (not just INT32_MIN / MAX)
         step = np.ceil(4.0 / mult).astype(np.int64)
         assert np.all(q(cl.astype(np.int64) + step) > lo) and np.all(q(ch.astype(np.int64) - step) < hi)
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.int8])
+def test_fused_requantization_all_block_shapes(isa, out_dtype):
+    # on AVX-512 the cached (second and later) calls run the float32 pipeline of each 8 x 32
+    # block inside the next block's micro-kernel call, across panels, with M tails of 1..7
+    # rows, N tails left to the per-block path, asymmetric weights and ReLU: the bytes must be
+    # those of the first call (float64 everywhere), at any thread count, and the reference's
+    rng = np.random.default_rng(31)
+    lo_hi = (0, 255) if out_dtype == np.uint8 else (-128, 127)
+    for m, n, k in [(8, 32, 4), (9, 64, 37), (15, 96, 300), (37, 1000, 65), (70, 136, 257),
+                    (203, 288, 1031), (130, 520, 3)]:
+        for w_zp, relu, a_s in [(0, False, 0.02), (3, True, 0.02), (0, False, 0.5)]:
+            a, w = rand_u8((m, k), rng), rand_s8((n, k), rng)
+            a[::5] = 255
+            w[::7] = -128
+            w[1::7] = 127
+            w_s = rng.uniform(0.001, 0.01, n).astype(np.float32) if a_s < 0.5 else np.float32(1)
+            # a_s = 0.5, w_s = y_s = 1, no bias: exact ties, every row pair redone in float64
+            bias = rng.normal(size=n).astype(np.float32) if a_s < 0.5 else None
+            pw = G.pack_weights(w, scale=w_s, bias=bias, zero_point=w_zp)
+            y_zp = int(rng.integers(lo_hi[0], lo_hi[1] + 1))
+            kw = dict(a_scale=a_s, a_zero_point=int(rng.integers(0, 256)), out_dtype=out_dtype,
+                      out_scale=1.0 if a_s == 0.5 else 0.3, out_zero_point=y_zp, relu=relu)
+            first = G.qmatmul(a, pw, **kw)
+            for nt in (1, 2, 3):
+                np.testing.assert_array_equal(G.qmatmul(a, pw, n_threads=nt, **kw), first,
+                                              err_msg=f"{(m, n, k)} {kw} {nt}")
+            assert _fast_entry(pw).f32_requant
+            acc = ref_int(a, w, kw["a_zero_point"], w_zp)
+            want, v = ref_requant(acc, a_s, w_s, kw["out_scale"], y_zp, bias, relu, *lo_hi)
+            assert not np.any((first != want) & ~ties(v)), (m, n, k, kw)
+
+
+def test_float32_requantization_clamp_bounds_not_ties():
+    # saturated lanes are clamped to cl / ch: there y must be far from a rounding tie (about
+    # an integer when mult is small), or every saturated lane fails the float32 form's tie
+    # test and its row pair takes the float64 code (79% of pairs at 256 x 1024 x 4096)
+    rng = np.random.default_rng(8)
+    n = 64
+    mult = rng.uniform(1e-5, 1e-2, n)
+    bias = rng.normal(size=n) * 1e3
+    for zp, lo, hi in [(128, 0, 255), (100, 100, 255), (-3, -128, 127)]:
+        cl, ch, ok = _gemm_int8._requant_f32_bounds(mult, bias, zp, lo, hi)
+        assert ok
+        for c in (cl, ch):
+            y = (c.astype(np.float64) + bias) * mult
+            assert np.all(np.abs(y - np.rint(y)) < 0.25)

@@ -52,6 +52,10 @@
  *  - mc: the tile's A block (mc x K bytes, x2 when widened) is re-read once per panel and must
  *    stay in L2 (512 KiB on Zen 3, 1 MiB on Zen 4): mc = 384 KiB / (K * bytes), rounded down to
  *    a multiple of MR, between MR and 192 (beyond ~192 rows the panel reuse gains nothing).
+ *    On several threads mc is then lowered (to no less than half) where that evens out the
+ *    threads' initial tile ranges: M = 1024 with mc = 192 gave one thread 576 rows and the
+ *    other 448 (12% idle at the end, less what stealing whole tiles recovers); mc = 128 gives
+ *    512 + 512.
  *  - a B panel (NR x K bytes, <= 128 KiB at K = 4096) is re-read mc/MR times consecutively,
  *    from L1 when K <= 1024 and from L2 otherwise; the kernel needs ~10 B/cycle, L2 gives 32.
  *  - nc: 256 columns (8 Q4x32 panels); when that gives fewer than 2 tiles per thread, small-M
@@ -74,7 +78,11 @@
  *  in gemm_int8.h.  All give the same bits.  Calls through qmatmul's fast path may also carry
  *  a float32 form of the UINT8/INT8 pipeline (lowprec_gemm_requant_f32_setup, below; the
  *  proof is in gemm_int8.h) that the AVX-512 full-block code uses where it is proven to give
- *  the same bits (~half the cost).
+ *  the same bits (~half the cost).  Such calls, when they run without fault injection (with or
+ *  without soft-error checksums), go through lowprec_gemm_tile_q8_avx512vnni instead: the
+ *  float32 pipeline of each
+ *  full 8 x 32 block runs inside the next block's micro-kernel call (overlapped with its
+ *  vpdpbusd stream: the pipeline cost 7-17% of the time when it ran between the calls).
  *
  * ==== Dynamic quantization (linear) =========================================================
  *  One pass for min/max of x (AVX2, NaN/inf detected by summing x * 0), PyTorch's
@@ -204,10 +212,13 @@ int lowprec_gemm_requant_f32_setup(int64_t n, const double *mult, int mult_per_c
         const double bv = bias ? bias[j] : 0.0;
         const double bm = bv * mv;
         if (!(mv >= 0x1p-100 && mv <= 0x1p100) || !(fabs(bm) < 0x1p20)) return 0;
-        /* cl: a c with q(c') = lo for all c' <= c, from an estimate just below the step to
-         * lo + 1, checked (and lowered) with the float64 formula */
+        /* cl: a c with q(c') = lo for all c' <= c, from an estimate where y is about
+         * lo - zp - 1, checked (and lowered) with the float64 formula.  y there is an integer
+         * (less at most mv), not a tie: every saturated lane is clamped to cl or ch, and with
+         * the estimate at lo - zp - 1.5 such lanes all failed the tie test of the float32
+         * form (79% of row pairs took the float64 code at 256 x 1024 x 4096, 3% slower) */
         int64_t c_lo = (int64_t)cmin, c_hi = (int64_t)cmax;
-        double e = floor(((double)lo - y_zp - 1.5) / mv - bv);
+        double e = floor(((double)lo - y_zp - 1.0) / mv - bv);
         if (e > cmin) {
             int64_t c = e < cmax ? (int64_t)e : (int64_t)cmax, step = 1;
             while (c > (int64_t)cmin && requant64(c, bv, mv, y_zp, lo, hi) != lo) {
@@ -216,7 +227,7 @@ int lowprec_gemm_requant_f32_setup(int64_t n, const double *mult, int mult_per_c
             }
             c_lo = c > (int64_t)cmin ? c : (int64_t)cmin;
         }
-        e = ceil(((double)hi - y_zp + 1.5) / mv - bv);
+        e = ceil(((double)hi - y_zp + 1.0) / mv - bv);
         if (e < cmax) {
             int64_t c = e > cmin ? (int64_t)e : (int64_t)cmin, step = 1;
             while (c < (int64_t)cmax && requant64(c, bv, mv, y_zp, lo, hi) != hi) {
@@ -322,6 +333,29 @@ void lowprec_s8_to_u8(const int8_t *x, int64_t n, uint8_t *q) {
 
 static int64_t isa_mr(int isa) { return isa == LOWPREC_ISA_AVX2 ? P_MR : Q_MR; }
 
+/* The work (output elements) of the tiles [0, x) in tile order (row tile major) for row tiles
+ * of mc rows and column tiles of nc columns. */
+static int64_t tiles_work(int64_t x, int64_t m, int64_t n, int64_t mc, int64_t nc,
+                          int64_t tiles_n) {
+    const int64_t tm = x / tiles_n, tn = x % tiles_n;
+    const int64_t r0 = tm * mc < m ? tm * mc : m, c0 = tn * nc < n ? tn * nc : n;
+    const int64_t rows = (r0 + mc < m ? r0 + mc : m) - r0;
+    return r0 * n + rows * c0;
+}
+
+/* The largest work among the nt initial tile ranges of lowprec_gemm_sched (the time of a
+ * parallel call when no thread has to take another's tiles). */
+static int64_t makespan(int64_t m, int64_t n, int64_t mc, int64_t nc, int nt) {
+    const int64_t tiles_n = (n + nc - 1) / nc, tiles = (m + mc - 1) / mc * tiles_n;
+    int64_t worst = 0;
+    for (int t = 0; t < nt; t++) {
+        const int64_t w = tiles_work(tiles * (t + 1) / nt, m, n, mc, nc, tiles_n) -
+                          tiles_work(tiles * t / nt, m, n, mc, nc, tiles_n);
+        worst = w > worst ? w : worst;
+    }
+    return worst;
+}
+
 void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) {
     const int layout = lowprec_gemm_layout_for_isa(p->isa);
     const int64_t mr = isa_mr(p->isa), nr = lowprec_gemm_layout_nr(layout);
@@ -332,10 +366,26 @@ void lowprec_gemm_u8s8_plan(lowprec_gemm_u8s8_args *p, int n_threads) {
     if (mc < mr) mc = mr;
     const int64_t m_up = round_up(p->m > 0 ? p->m : 1, mr);
     if (mc > m_up) mc = m_up;
-    const int64_t tiles_m = (p->m + mc - 1) / mc;
     const int64_t n_up = round_up(p->n > 0 ? p->n : 1, nr);
     int64_t nc = 256 / nr * nr;
     if (nc > n_up) nc = n_up;
+    if (n_threads > 1 && p->m > 0 && p->n > 0) {
+        /* Balance the threads' initial ranges: with mc = 192, M = 1024 gave row tiles of
+         * 5 x 192 + 64, so thread 0 owned 576 rows and thread 1 448, and the stolen tiles
+         * (192 x 256 each) left up to ~10% idle at 2 threads.  Any mc from mc/2 to mc keeps A
+         * in L2 and the micro-kernel's work the same; take the largest one whose ranges are
+         * as even as any (1024 rows on 2 threads: mc = 128). */
+        int64_t best = mc, best_w = makespan(p->m, p->n, mc, nc, n_threads);
+        for (int64_t c = mc - mr; c >= mr && 2 * c >= mc; c -= mr) {
+            const int64_t w = makespan(p->m, p->n, c, nc, n_threads);
+            if (w < best_w) {
+                best = c;
+                best_w = w;
+            }
+        }
+        mc = best;
+    }
+    const int64_t tiles_m = (p->m + mc - 1) / mc;
     if (n_threads > 1 && tiles_m * ((p->n + nc - 1) / nc) < 2 * (int64_t)n_threads) {
         /* small M: split N into about 2 tiles per thread of equal numbers of whole panels
          * (lowering nc in steps of NR gave e.g. 5 + 5 + 5 + 1 panels for N = 512: one thread
@@ -426,7 +476,17 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
         if (p->isa == LOWPREC_ISA_AVX512VNNI) ukr = lowprec_gemm_u8s8s32_avx512vnni_8x32;
 #endif
         const int8_t *bp = (const int8_t *)p->bp;
-        for (int64_t j = j0; j < j1; j += Q_NR) {
+        int64_t jf = j0; /* first column left to the loop below */
+#if LOWPREC_BUILD_AVX2
+        /* the float32 UINT8/INT8 pipeline without fault injection (checksums taken in it):
+         * full panels with the pipeline inside the next block's micro-kernel call */
+        if (p->isa == LOWPREC_ISA_AVX512VNNI && p->q_cl && !p->inj_target &&
+            p->out_kind >= LOWPREC_GEMM_OUT_UINT8) {
+            lowprec_gemm_tile_q8_avx512vnni(p, i0, i1, j0, j1, bp, panel_elems);
+            jf = j0 + (j1 - j0) / Q_NR * Q_NR;
+        }
+#endif
+        for (int64_t j = jf; j < j1; j += Q_NR) {
             const int8_t *panel = bp + (j / Q_NR) * panel_elems;
             const int64_t n = (j1 - j < Q_NR) ? j1 - j : Q_NR;
             void (*uk)(int64_t, const uint8_t *, ptrdiff_t, const int8_t *, int32_t *, int) = ukr;

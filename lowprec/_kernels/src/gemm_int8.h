@@ -163,6 +163,14 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t
 /* Columns 0..15 of the panel only (c[r * 32 + j], j < 16; the rest untouched). */
 void lowprec_gemm_u8s8s32_avx512vnni_8x16(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                           const int8_t *b, int32_t *c, int m);
+/* The full 32-column panels of the tile rows i0..i1, columns j0..j1 (p->q_cl set, UINT8/INT8
+ * output, no checksums, no fault injection; bp the packed B, panel_bytes per panel): the
+ * micro-kernel with the float32 pipeline of the previous block inside its k-loop
+ * (gemm_int8_avx512.c); the same output as lowprec_gemm_u8s8s32_avx512vnni_8x32 followed by
+ * lowprec_gemm_pipeline_avx512vnni.  Columns past the last full panel are left to the caller. */
+void lowprec_gemm_tile_q8_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1,
+                                     int64_t j0, int64_t j1, const int8_t *bp,
+                                     int64_t panel_bytes);
 /* P2x16 layout, 6 rows x 16 columns.  a: uint8 values widened to uint16, rows lda elements
  * apart, zero padded to an even length; k2 = number of k pairs. */
 void lowprec_gemm_u8s8s32_generic_6x16(int64_t k2, const uint16_t *a, ptrdiff_t lda,
