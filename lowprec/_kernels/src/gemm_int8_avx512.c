@@ -12,6 +12,7 @@
 
 #if LOWPREC_BUILD_AVX2
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NR 32
@@ -590,28 +591,52 @@ void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int
     }
 }
 
-/* Soft-error check, right-hand sides rhs[i] = sum_k A[i, k] * wsum[k] (wrapping), 16 k per
- * step: zero-extend 16 bytes of A to int32, vpmulld, add (2 chains).  The same wrapping sum as
- * lowprec_gemm_rhs_body in another order: addition modulo 2^32 is associative. */
+/* Soft-error check, right-hand sides rhs[i] = sum_k A[i, k] * wsum[k] (wrapping) by vpdpbusd:
+ * u = (uint32) wsum[k] is split into five base-128 digits d_p = (u >> 7p) & 127, each a valid
+ * int8 operand, so that a row takes five vpdpbusd per 64 k (instead of four widenings and four
+ * vpmulld per 64 k: the check's cost at M = 64 was mostly this).  sum_p 2^7p d_p = u == wsum
+ * (mod 2^32); vpdpbusd adds without saturating, so every lane wraps modulo 2^32 like the
+ * reference, and the planes are combined by shifts before the one horizontal sum.  The digit
+ * planes (5 k bytes, zero padded to a multiple of 64) live on the stack up to K = 4096. */
+#define RHS_PLANES 5
+#define RHS_STACK_K 4096
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
                                        const int32_t *wsum, int64_t i0, int64_t i1,
                                        uint32_t *rhs) {
+    const int64_t kp = (k + 63) / 64 * 64;
+    int8_t stack_planes[RHS_PLANES * RHS_STACK_K] __attribute__((aligned(64)));
+    int8_t *planes = kp <= RHS_STACK_K ? stack_planes : (int8_t *)malloc((size_t)(RHS_PLANES * kp));
+    if (!planes) {
+        lowprec_gemm_check_rhs_generic(a, lda, k, wsum, i0, i1, rhs);
+        return;
+    }
+    for (int64_t kk = 0; kk < kp; kk += 16) {
+        const __mmask16 mk = kk + 16 <= k ? 0xffff : (kk < k ? (__mmask16)((1u << (k - kk)) - 1u) : 0);
+        const __m512i u = _mm512_maskz_loadu_epi32(mk, wsum + kk);
+        for (int q = 0; q < RHS_PLANES; q++)
+            _mm_store_si128((__m128i *)(planes + q * kp + kk),
+                            _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 7 * q),
+                                                                  _mm512_set1_epi32(127))));
+    }
     for (int64_t i = i0; i < i1; i++) {
         const uint8_t *ar = a + i * lda;
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-        int64_t kk = 0;
-        for (; kk + 32 <= k; kk += 32) {
-            const __m512i a0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + kk)));
-            const __m512i a1 =
-                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ar + kk + 16)));
-            s0 = _mm512_add_epi32(s0, _mm512_mullo_epi32(a0, _mm512_loadu_si512(wsum + kk)));
-            s1 = _mm512_add_epi32(s1, _mm512_mullo_epi32(a1, _mm512_loadu_si512(wsum + kk + 16)));
+        __m512i acc[RHS_PLANES];
+        for (int q = 0; q < RHS_PLANES; q++) acc[q] = _mm512_setzero_si512();
+        for (int64_t kk = 0; kk < kp; kk += 64) {
+            const __m512i av = kk + 64 <= k ? _mm512_loadu_si512((const void *)(ar + kk))
+                                            : _mm512_maskz_loadu_epi8(
+                                                  (__mmask64)(~0ULL >> (64 - (k - kk))), ar + kk);
+            for (int q = 0; q < RHS_PLANES; q++)
+                acc[q] = _mm512_dpbusd_epi32(acc[q], av,
+                                             _mm512_loadu_si512((const void *)(planes + q * kp + kk)));
         }
-        uint32_t s = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
-        for (; kk < k; kk++) s += (uint32_t)ar[kk] * (uint32_t)wsum[kk];
-        rhs[i] = s;
+        __m512i t = acc[0];
+        for (int q = 1; q < RHS_PLANES; q++)
+            t = _mm512_add_epi32(t, _mm512_slli_epi32(acc[q], 7 * q));
+        rhs[i] = (uint32_t)_mm512_reduce_add_epi32(t);
     }
+    if (planes != stack_planes) free(planes);
 }
 
 /* Wrapping sum of the stored output row i: bytes through vpsadbw (8 sums of 8 bytes per 64),
