@@ -20,8 +20,18 @@ call before each sample, a pause after it); trust the ratios from one run, not a
                with packed = _convert_weight_to_int4pack_for_cpu(q int32 (N, K), 1)
 
 GOP/s = 2*M*N*K / median time; for M = 1 also the GB/s of weights read (bf16: 2*N*K bytes,
-int4: N*K/2 + scales, float32: 4*N*K).  OPENBLAS_CORETYPE, if set in the environment, applies
-to numpy only; the OpenBLAS kernel in use is printed (threadpoolctl).
+int4: N*K/2 + scales, float32: 4*N*K).
+
+Two things distort the 2-thread rows (issue 4):
+- numpy's OpenBLAS worker threads busy-wait ~2**28 TSC cycles (~100 ms at 2.6 GHz) after every
+  call; with the harness's default 50 ms pause the contender sampled right after numpy (lp bf16)
+  shared the 2 cores with a spinning thread and looked single-threaded.  --pause (0.15 s).
+- other jobs: with the 1-minute load average ("load" column) above ~1, a 2-thread call of any
+  library waits for its second thread to be scheduled (lowprec and numpy both measured 2-4x
+  slower than 1 thread at load 4); such 2-thread rows say nothing about the kernels.
+
+OPENBLAS_CORETYPE, if set in the environment, applies to numpy only; the OpenBLAS kernel in use
+is printed (threadpoolctl).
 """
 
 import argparse
@@ -52,6 +62,10 @@ def main(argv=None):
     ap.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-sample-time", type=float, default=0.03)
+    # OpenBLAS (0.3.31, pthreads) workers spin ~2**28 TSC cycles (~100 ms here) after each call:
+    # with a shorter pause the contender sampled after numpy shares the cores with them.
+    ap.add_argument("--pause", type=float, default=0.15,
+                    help="seconds of sleep after each sample (default 0.15)")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
 
@@ -117,10 +131,11 @@ def main(argv=None):
                 fns["torch int4"] = lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(
                     tx4, packed4, GROUP, sz)
             with threadpool_limits(limits=nt, user_api="blas"):
-                samples = compare(fns, repeats=args.repeats, min_sample_time=args.min_sample_time)
+                samples = compare(fns, repeats=args.repeats, min_sample_time=args.min_sample_time,
+                                  pause=args.pause)
             t = {name: median(v) for name, v in samples.items()}
             gop = {name: 2.0 * m * n * k / v / 1e9 for name, v in t.items()}
-            row = {"M,N,K": f"{m},{n},{k}", "thr": nt}
+            row = {"M,N,K": f"{m},{n},{k}", "thr": nt, "load": f"{os.getloadavg()[0]:.1f}"}
             for name in fns:
                 row[name] = f"{gop[name]:.1f}"
             row["bf16/np"] = f"{t['numpy fp32'] / t['lp bf16']:.2f}"

@@ -13,6 +13,7 @@ weights; against the float64 product of the same inputs,
 rounding; the bias is added once after the sum).  See docs/bf16_int4_gemm.md for the derivation.
 """
 
+import math
 import struct
 
 import numpy as np
@@ -212,7 +213,7 @@ def linear_bf16(x, w_packed, bias=None, *, out=None, out_dtype=np.float32, round
     b = w_packed.bias if bias is None else _check_bias(bias, n)
     out = check_out(out, x.shape[:-1] + (n,), out_dtype, inputs=(x,))
     # every check passed
-    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    m = math.prod(x.shape[:-1])  # not np.prod: 3 us of a 8 us call at small shapes
     res = out if out_dtype == _F32 else np.empty(out.shape, dtype=np.float32)
     _gemm_rows(x, k, w_packed._packed, n, res.reshape(m, n), b, n_threads)
     return _finish(res, out, out_dtype, rounding, rng)

@@ -20,7 +20,9 @@ def cache():
 
 
 def _handler(a):
-    return np.asarray(a).base is None and np._core.multiarray.get_handler_name(a)
+    """The name of the NumPy memory handler that allocated ``a`` (NumPy 2 and 1.22+)."""
+    core = getattr(np, "_core", None) or np.core
+    return core.multiarray.get_handler_name(a)
 
 
 def test_large_outputs_come_from_the_cache_and_are_reused(cache):

@@ -82,6 +82,27 @@ def test_roundtrip_bytes_pickle(tmp_path):
         PackedBF16Weights.from_bytes(pw.to_bytes()[:-1])
 
 
+@pytest.mark.parametrize("m,n,k", [(5, 17, 1025), (50, 47, 2049), (400, 20, 1300)])
+def test_k_blocked(isa, m, n, k):
+    """K > 1024 (float32 x) runs the K-blocked GEMM path: later k blocks continue from the
+    partial sums stored in out, the bias comes after the last one.  Same bound; the same bits
+    for any thread count and for any row tiling (rows computed alone)."""
+    w = rand((n, k), 11, BF16)
+    a = rand((m, k), 12)
+    bias = rand((n,), 13)
+    pw = pack_weights_bf16(w, bias=bias)
+    y = pw.linear(a, n_threads=1)
+    ref = a.astype(np.float64) @ w.astype(np.float64).T + bias
+    assert np.all(np.abs(y - ref) <= bound(a, w, k) + np.abs(bias) * EPS32 * 2)
+    for nt in (2, 3):
+        assert np.array_equal(pw.linear(a, n_threads=nt), y)
+    assert np.array_equal(pw.linear(a[m - 5:]), y[m - 5:])
+    yb = pw.linear(a.astype(BF16))  # bf16 x: never blocked (vdpbf16ps) or widened to float32
+    ab = a.astype(BF16)
+    assert np.all(np.abs(yb - (ab.astype(np.float64) @ w.astype(np.float64).T + bias))
+                  <= bound(ab, w, k) + np.abs(bias) * EPS32 * 2)
+
+
 def test_isa_and_thread_agnostic():
     from lowprec import _dispatch
 

@@ -20,6 +20,8 @@ cdef extern from "gemm_f32acc.h":
         int64_t ldo
         int isa
         int64_t mc, nc, tiles_m, tiles_n
+        int64_t kc
+        int64_t panel_bytes, k_bytes
 
 ctypedef void (*lp_plan_fn)(lp_f32acc_args *p, int n_threads) noexcept nogil
 ctypedef int (*lp_tile_fn)(const lp_f32acc_args *p, int64_t t) noexcept nogil
@@ -54,6 +56,8 @@ cdef inline bint prepare(lp_f32acc_args *p, const void *a, Py_ssize_t a_row_stri
     p.out = &out[0, 0]
     p.ldo = out.strides[0] // 4
     p.isa = isa
+    p.panel_bytes = 0  # set by the bf16 plan (prefetch of the K-blocked path)
+    p.k_bytes = 0
     return True
 
 

@@ -3,9 +3,10 @@
 #
 # Arguments are validated in gemm_bf16.py; the checks here only keep a direct caller from
 # reading or writing out of bounds.  Parallelism: the output is cut into tiles (plan) and OpenMP
-# threads compute whole tiles over the full K (dynamic schedule, one tile at a time).  The tile
-# shape in M and the kernel used for a row depend on M and K only, so every output element is
-# computed by the same code in the same order whatever the thread count.
+# threads compute whole tiles over the full K (dynamic schedule, one tile at a time; float32 x
+# with K > 1024 walks K in blocks inside the tile, src/gemm_f32acc.h).  The kernel used for a row
+# and its k order depend on M and K only, so every output element is computed by the same code
+# in the same order whatever the thread count.
 
 from libc.stdint cimport int64_t, uint16_t, uint32_t
 
@@ -19,6 +20,7 @@ cdef extern from "gemm_bf16.h":
                            uint32_t *dst) noexcept nogil
     void lowprec_bf16_unpack(const uint32_t *src, int64_t n, int64_t k, uint16_t *w) noexcept nogil
     void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads) noexcept nogil
+    void lowprec_bf16_plan_bf16dot(lp_f32acc_args *p, int n_threads) noexcept nogil
     int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t) noexcept nogil
     int lowprec_bf16_tile_bf16dot(const lp_f32acc_args *p, int64_t t) noexcept nogil
 
@@ -117,6 +119,6 @@ def gemm_bf16act(const uint16_t[:, :] a, const uint32_t[::1] bp, int64_t n, floa
                    k, &bp[0] if bp.shape[0] > 0 else NULL, n, out, bias, 2):
         return
     with nogil:
-        err = run_tiles(&p, lowprec_bf16_plan, lowprec_bf16_tile_bf16dot, nt)
+        err = run_tiles(&p, lowprec_bf16_plan_bf16dot, lowprec_bf16_tile_bf16dot, nt)
     if err:
         raise MemoryError("bf16 GEMM: could not allocate a panel buffer")

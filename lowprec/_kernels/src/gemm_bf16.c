@@ -44,14 +44,16 @@ static inline float lp_bits_f32(uint32_t u)
     return f;
 }
 
-static void bf16_panel_f32_generic(const lp_f32acc_args *p, int64_t q, float *buf)
+static void bf16_panel_f32_generic(const lp_f32acc_args *p, int64_t q, int64_t k0, int64_t k1,
+                                   float *buf)
 {
-    int64_t k = p->k, kp = (k + 1) / 2;
+    int64_t kp = (p->k + 1) / 2;
     const uint32_t *wq = (const uint32_t *)p->bp + q * kp * LP_NR;
-    for (int64_t kk = 0; kk < k; kk++)
+    for (int64_t kk = k0; kk < k1; kk++)
         for (int c = 0; c < LP_NR; c++) {
             uint32_t word = wq[(kk / 2) * LP_NR + c];
-            buf[kk * LP_NR + c] = lp_bits_f32((kk & 1) ? (word & 0xFFFF0000u) : (word << 16));
+            buf[(kk - k0) * LP_NR + c] =
+                lp_bits_f32((kk & 1) ? (word & 0xFFFF0000u) : (word << 16));
         }
 }
 
@@ -78,7 +80,17 @@ static void bf16_gemv_generic(const lp_f32acc_args *p, int64_t q, int nc)
                    p->bias ? p->bias + q * LP_NR : NULL);
 }
 
-void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads) { lp_f32acc_plan(p, n_threads); }
+void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads)
+{
+    lp_f32acc_plan(p, n_threads, LP_KC_MAX);
+    p->panel_bytes = (p->k + 1) / 2 * LP_NR * 4;
+    p->k_bytes = LP_NR * 2;
+}
+
+void lowprec_bf16_plan_bf16dot(lp_f32acc_args *p, int n_threads)
+{
+    lp_f32acc_plan(p, n_threads, INT64_MAX);
+}
 
 int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t)
 {

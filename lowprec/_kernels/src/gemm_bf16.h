@@ -15,10 +15,12 @@ void lowprec_bf16_pack(const uint16_t *w, int64_t s_n, int64_t s_k, int64_t n, i
                        uint32_t *dst);
 void lowprec_bf16_unpack(const uint32_t *src, int64_t n, int64_t k, uint16_t *w);
 void lowprec_bf16_plan(lp_f32acc_args *p, int n_threads);
+void lowprec_bf16_plan_bf16dot(lp_f32acc_args *p, int n_threads); /* K never blocked */
 int lowprec_bf16_tile(const lp_f32acc_args *p, int64_t t);
 
 /* ISA-specific twins (gemm_bf16_avx2.c); called only after the CPU was checked */
-void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf);
+void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, int64_t k0, int64_t k1,
+                                 float *buf);
 void lowprec_bf16_gemv_avx2(const lp_f32acc_args *p, int64_t q, int nc);
 
 /* gemm_bf16_avx512.c: bf16 activations (p->a holds bf16 bits) x packed bf16 weights with

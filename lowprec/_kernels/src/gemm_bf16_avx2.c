@@ -20,19 +20,22 @@ LOWPREC_TARGET_AVX2 static inline void bf16_decode_pair(const uint32_t *w, __m25
     *o1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hi));
 }
 
-LOWPREC_TARGET_AVX2 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf)
+LOWPREC_TARGET_AVX2 void lowprec_bf16_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, int64_t k0,
+                                                     int64_t k1, float *buf)
 {
-    int64_t k = p->k, kp = (k + 1) / 2, kfull = k / 2;
+    /* k0 is even: pairs t = k0/2 .. ; an odd k1 (= K) takes the even half of the last pair */
+    int64_t kp = (p->k + 1) / 2;
     const uint32_t *wq = (const uint32_t *)p->bp + q * kp * LP_NR;
     const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
-    for (int64_t t = 0; t < kp; t++) {
+    for (int64_t t = k0 / 2; 2 * t < k1; t++) {
         __m256 e0, e1, o0, o1;
+        float *dst = buf + (2 * t - k0) * LP_NR;
         bf16_decode_pair(wq + t * LP_NR, hi, &e0, &e1, &o0, &o1);
-        _mm256_store_ps(buf + 2 * t * LP_NR, e0);
-        _mm256_store_ps(buf + 2 * t * LP_NR + 8, e1);
-        if (t < kfull) {
-            _mm256_store_ps(buf + (2 * t + 1) * LP_NR, o0);
-            _mm256_store_ps(buf + (2 * t + 1) * LP_NR + 8, o1);
+        _mm256_store_ps(dst, e0);
+        _mm256_store_ps(dst + 8, e1);
+        if (2 * t + 1 < k1) {
+            _mm256_store_ps(dst + LP_NR, o0);
+            _mm256_store_ps(dst + LP_NR + 8, o1);
         }
     }
 }

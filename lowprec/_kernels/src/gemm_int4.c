@@ -54,18 +54,19 @@ static inline int32_t lp_nib(uint32_t w, int j)
     return v >= 8 ? v - 16 : v; /* q - 8 */
 }
 
-static void int4_panel_f32_generic(const lp_f32acc_args *p, int64_t q, float *buf)
+static void int4_panel_f32_generic(const lp_f32acc_args *p, int64_t q, int64_t k0, int64_t k1,
+                                   float *buf)
 {
     int64_t k = p->k, ku = k / 8, ng = k / p->group;
     const uint32_t *wq = (const uint32_t *)p->bp + q * ku * LP_NR;
-    for (int64_t kk = 0; kk < k; kk++) {
+    for (int64_t kk = k0; kk < k1; kk++) {
         int64_t g = kk / p->group;
         const float *s = p->scales + (q * ng + g) * LP_NR;
         const float *z = p->zeros ? p->zeros + (q * ng + g) * LP_NR : NULL;
         for (int c = 0; c < LP_NR; c++) {
             float v = (float)lp_nib(wq[(kk / 8) * LP_NR + c], (int)(kk % 8));
             if (z) v -= z[c];
-            buf[kk * LP_NR + c] = v * s[c];
+            buf[(kk - k0) * LP_NR + c] = v * s[c];
         }
     }
 }
@@ -99,7 +100,10 @@ static void int4_gemv_generic(const lp_f32acc_args *p, int64_t q, int nc)
     lp_store_block(p->out + q * LP_NR, p->ldo, m, nc, acc, p->bias ? p->bias + q * LP_NR : NULL);
 }
 
-void lowprec_int4_plan(lp_f32acc_args *p, int n_threads) { lp_f32acc_plan(p, n_threads); }
+/* K is never blocked for int4: its packed weights are 4x smaller than bf16's, so the decode
+ * seldom waits on memory; measured in-process, 1 thread (mc <= 384): K-blocking gained 3% at
+ * 256x1024x4096 and lost 4.5% at 2048^3 (bf16: +24% / +4%). */
+void lowprec_int4_plan(lp_f32acc_args *p, int n_threads) { lp_f32acc_plan(p, n_threads, INT64_MAX); }
 
 int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t)
 {

@@ -26,7 +26,8 @@ int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t);
 void lowprec_int4_group_sums(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
                              float *asum);
 
-void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf);
+void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, int64_t k0, int64_t k1,
+                                 float *buf);
 void lowprec_int4_gemv_avx2(const lp_f32acc_args *p, int64_t q, int nc);
 /* gemm_int4_avx512.c (avx512vnni level): float32 activations GEMV only (the M > 4 path stays
  * AVX2); the int8-activation kernels below */

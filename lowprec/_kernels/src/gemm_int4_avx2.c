@@ -10,23 +10,26 @@
 #define LP_NIB(v, j) \
     ((j) == 7 ? _mm256_srai_epi32((v), 28) : _mm256_srai_epi32(_mm256_slli_epi32((v), 28 - 4 * (j)), 28))
 
-LOWPREC_TARGET_AVX2 void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, float *buf)
+LOWPREC_TARGET_AVX2 void lowprec_int4_panel_f32_avx2(const lp_f32acc_args *p, int64_t q, int64_t k0,
+                                                     int64_t k1, float *buf)
 {
+    /* k0, k1: multiples of 8 (K is a multiple of the group, itself a multiple of 8) */
     int64_t k = p->k, ku = k / 8, G = p->group, ng = k / G;
     const uint32_t *wq = (const uint32_t *)p->bp + q * ku * LP_NR;
-    for (int64_t g = 0; g < ng; g++) {
+    const int asym = p->zeros != NULL;
+    for (int64_t u = k0 / 8; u < k1 / 8;) {
+        const int64_t g = 8 * u / G, uend = (g + 1) * (G / 8) < k1 / 8 ? (g + 1) * (G / 8) : k1 / 8;
         const float *sp = p->scales + (q * ng + g) * LP_NR;
         const __m256 s0 = _mm256_loadu_ps(sp), s1 = _mm256_loadu_ps(sp + 8);
         __m256 z0 = _mm256_setzero_ps(), z1 = _mm256_setzero_ps();
-        const int asym = p->zeros != NULL;
         if (asym) {
             z0 = _mm256_loadu_ps(p->zeros + (q * ng + g) * LP_NR);
             z1 = _mm256_loadu_ps(p->zeros + (q * ng + g) * LP_NR + 8);
         }
-        for (int64_t u = g * (G / 8); u < (g + 1) * (G / 8); u++) {
+        for (; u < uend; u++) {
             const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wq + u * LP_NR));
             const __m256i v1 = _mm256_loadu_si256((const __m256i *)(wq + u * LP_NR + 8));
-            float *dst = buf + 8 * u * LP_NR;
+            float *dst = buf + (8 * u - k0) * LP_NR;
 #define LP_DQ(j)                                                                     \
             do {                                                                     \
                 __m256 x0 = _mm256_cvtepi32_ps(LP_NIB(v0, j));                       \
