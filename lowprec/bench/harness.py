@@ -32,12 +32,14 @@ def _calibrate(fn, min_sample_time):
         number = max(number * 2, int(number * min_sample_time / max(elapsed, 1e-9)))
 
 
-def compare(contenders, repeats=11, min_sample_time=0.05, pause=0.05):
+def compare(contenders, repeats=11, min_sample_time=0.05, pause=0.15):
     """Time each callable of ``contenders`` (name -> fn) round-robin; return name -> [s per call].
 
     Each round gives every contender one untimed call, then one timed sample of ``number``
     calls (calibrated once so that a sample lasts ``min_sample_time``), then ``pause`` seconds
-    of sleep so that the previous library's spinning threads go idle.
+    of sleep so that the previous library's spinning threads go idle (OpenBLAS's spin for
+    ~2^28 cycles, ~70 ms here, after each call: a shorter pause let them steal a core from the
+    next contender's 2-thread sample).
     """
     numbers = {name: _calibrate(fn, min_sample_time) for name, fn in contenders.items()}
     samples = {name: [] for name in contenders}
