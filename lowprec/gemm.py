@@ -442,7 +442,7 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
     array([[-255]], dtype=int32)
     """
     fkey = None
-    if type(w_packed) is PackedWeights and bias is None and _inject is None:
+    if type(w_packed) is PackedWeights and bias is None:
         fkey = _fast_key(out_dtype, a_scale, a_zero_point, out_scale, out_zero_point, relu)
         entry = None
         if fkey is not None:
@@ -452,7 +452,9 @@ def qmatmul(a_q, w_packed, *, a_scale=None, a_zero_point=0, out_dtype=np.int32, 
                 pass
         if entry is not None and type(check) is str:
             mode = _FAST_CHECKS.get(check)
-            r = None if mode is None else _gemm_int8.qmatmul_fast(entry, a_q, out, n_threads, mode)
+            # (fault injection too: lowprec.faults measures the path that calls take)
+            r = None if mode is None else _gemm_int8.qmatmul_fast(entry, a_q, out, n_threads, mode,
+                                                                  _inject)
             if r is not None:
                 return _fast_answer(r, mode, "int8 GEMM")
     _check_packed(w_packed)

@@ -388,7 +388,7 @@ cdef int _fast_threads(object n_threads, int64_t work) except? -2:
     return <int>max(1, min(nt, work // _FAST_MIN_MACS))
 
 
-def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
+def qmatmul_fast(FastEntry e, a, out, n_threads, int check, inject=None):
     """The common case of gemm.qmatmul without its Python-level checks (~4 us per call).
 
     ``e`` was built after a full validation of the other arguments; this checks only ``a``
@@ -397,7 +397,8 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
     ``n_threads`` (None or an int >= 1), and returns None when any of them is not the common
     case: gemm.qmatmul then takes its general path (which validates and raises as usual).
     ``check``: 0 off (returns ``out``), 1 / 2 soft-error checks (returns ``(out, flags, bad)``:
-    ``flags`` a bool array of m entries, ``bad`` whether any is set).
+    ``flags`` a bool array of m entries, ``bad`` whether any is set).  ``inject``: None, or
+    ``(target, i, j, bit)`` for the fault-injection hook (with checks only; as gemm_run).
     """
     cdef GemmConsts c = e.c
     cdef cnp.ndarray aa, oo
@@ -445,6 +446,13 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
     nt = _fast_threads(n_threads, m * n * k)
     if nt < 0:
         return None
+    cdef int inj_target = 0, inj_bit = 0
+    cdef int64_t inj_i = 0, inj_j = 0
+    if inject is not None:
+        inj_target, inj_i, inj_j, inj_bit = inject
+        if not check or not (0 <= inj_i < m and 0 <= inj_j < (k if inj_target == 3 else n)
+                             and 0 <= inj_bit < 32):
+            return None  # the general path validates (and raises)
     if check:
         dims[0] = m
         flags = cnp.PyArray_ZEROS(1, dims, cnp.NPY_BOOL, 0)
@@ -476,6 +484,10 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check):
     p.q_m32 = e.q_m32
     p.q_bm32 = e.q_bm32
     p.q_thresh = e.q_thresh
+    p.inj_target = inj_target
+    p.inj_i = inj_i
+    p.inj_j = inj_j
+    p.inj_bit = inj_bit
     with nogil:
         if c.needs_rowsum:
             rowsum = <int32_t *>malloc(<size_t>(m * 4))

@@ -78,9 +78,8 @@
  *  in gemm_int8.h.  All give the same bits.  Calls through qmatmul's fast path may also carry
  *  a float32 form of the UINT8/INT8 pipeline (lowprec_gemm_requant_f32_setup, below; the
  *  proof is in gemm_int8.h) that the AVX-512 full-block code uses where it is proven to give
- *  the same bits (~half the cost).  Such calls, when they run without fault injection (with or
- *  without soft-error checksums), go through lowprec_gemm_tile_q8_avx512vnni instead: the
- *  float32 pipeline of each
+ *  the same bits (~half the cost).  Such calls (soft-error checksums and fault injection
+ *  included) go through lowprec_gemm_tile_q8_avx512vnni instead: the float32 pipeline of each
  *  full 8 x 32 block runs inside the next block's micro-kernel call (overlapped with its
  *  vpdpbusd stream: the pipeline cost 7-17% of the time when it ran between the calls).
  *
@@ -408,8 +407,8 @@ int64_t lowprec_gemm_u8s8_work_size(const lowprec_gemm_u8s8_args *p) {
 /* Fault-injection hook: flip bit inj_bit of accumulator / output element (inj_i, inj_j) when
  * it lies in this block (an accumulator right after the micro-kernel, before the checksum and
  * the pipeline see it; an output after the pipeline stored it). */
-static void inject(const lowprec_gemm_u8s8_args *p, int32_t *c, int64_t ldc, int64_t i0,
-                   int64_t m, int64_t j0, int64_t n, int when) {
+void lowprec_gemm_inject(const lowprec_gemm_u8s8_args *p, int32_t *c, int64_t ldc, int64_t i0,
+                         int64_t m, int64_t j0, int64_t n, int when) {
     if (p->inj_target != when || p->inj_i < i0 || p->inj_i >= i0 + m || p->inj_j < j0 ||
         p->inj_j >= j0 + n)
         return;
@@ -478,10 +477,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
         const int8_t *bp = (const int8_t *)p->bp;
         int64_t jf = j0; /* first column left to the loop below */
 #if LOWPREC_BUILD_AVX2
-        /* the float32 UINT8/INT8 pipeline without fault injection (checksums taken in it):
-         * full panels with the pipeline inside the next block's micro-kernel call */
-        if (p->isa == LOWPREC_ISA_AVX512VNNI && p->q_cl && !p->inj_target &&
-            p->out_kind >= LOWPREC_GEMM_OUT_UINT8) {
+        /* the float32 UINT8/INT8 pipeline (checksums and fault injection taken in it): full
+         * panels with the pipeline inside the next block's micro-kernel call */
+        if (p->isa == LOWPREC_ISA_AVX512VNNI && p->q_cl && p->out_kind >= LOWPREC_GEMM_OUT_UINT8) {
             lowprec_gemm_tile_q8_avx512vnni(p, i0, i1, j0, j1, bp, panel_elems);
             jf = j0 + (j1 - j0) / Q_NR * Q_NR;
         }
@@ -496,9 +494,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
             for (int64_t i = i0; i < i1; i += Q_MR) {
                 const int m = (int)((i1 - i < Q_MR) ? i1 - i : Q_MR);
                 uk(p->k, p->a + i * p->lda, p->lda, panel, cbuf, m);
-                if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
+                if (p->inj_target) lowprec_gemm_inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
                 pipe(p, cbuf, Q_NR, i, m, j, n);
-                if (p->inj_target) inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
+                if (p->inj_target) lowprec_gemm_inject(p, cbuf, Q_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
             }
         }
         return 0;
@@ -527,9 +525,9 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
         for (int64_t i = i0; i < i1; i += P_MR) {
             const int m = (int)((i1 - i < P_MR) ? i1 - i : P_MR);
             ukr(kp / 2, aw + (i - i0) * kp, kp, panel, cbuf, m);
-            if (p->inj_target) inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
+            if (p->inj_target) lowprec_gemm_inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_ACC);
             pipe(p, cbuf, P_NR, i, m, j, n);
-            if (p->inj_target) inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
+            if (p->inj_target) lowprec_gemm_inject(p, cbuf, P_NR, i, m, j, n, LOWPREC_GEMM_INJ_OUT);
         }
     }
     if (aw != work) free(aw);

@@ -152,6 +152,12 @@ void lowprec_gemm_sched_init(lowprec_gemm_sched *s, int64_t n_tiles, int nt);
 /* The next tile for thread tid (0 <= tid < nt), or -1 when every tile is taken. */
 int64_t lowprec_gemm_sched_next(lowprec_gemm_sched *s, int tid);
 
+/* Fault-injection hook (gemm_int8.c): flip bit inj_bit of accumulator (when ==
+ * LOWPREC_GEMM_INJ_ACC: in c, rows ldc apart) or stored output element (inj_i, inj_j) if it
+ * lies in the block of rows i0.. i0 + m - 1, columns j0.. j0 + n - 1. */
+void lowprec_gemm_inject(const lowprec_gemm_u8s8_args *p, int32_t *c, int64_t ldc, int64_t i0,
+                         int64_t m, int64_t j0, int64_t n, int when);
+
 /* ---- micro-kernels: c[r * NR + j] = sum_k a[r][k] * b[k][j] for r < m (rows >= m untouched);
  * every twin of a layout has the same signature and gives identical results. ---- */
 /* Q4x32 layout, 8 rows x 32 columns.  a: uint8 rows lda bytes apart, k bytes each (no padding
@@ -164,7 +170,8 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x32(int64_t k, const uint8_t *a, ptrdiff_t
 void lowprec_gemm_u8s8s32_avx512vnni_8x16(int64_t k, const uint8_t *a, ptrdiff_t lda,
                                           const int8_t *b, int32_t *c, int m);
 /* The full 32-column panels of the tile rows i0..i1, columns j0..j1 (p->q_cl set, UINT8/INT8
- * output, no checksums, no fault injection; bp the packed B, panel_bytes per panel): the
+ * output; checksums and the fault-injection hook as the unfused path takes them; bp the packed
+ * B, panel_bytes per panel): the
  * micro-kernel with the float32 pipeline of the previous block inside its k-loop
  * (gemm_int8_avx512.c); the same output as lowprec_gemm_u8s8s32_avx512vnni_8x32 followed by
  * lowprec_gemm_pipeline_avx512vnni.  Columns past the last full panel are left to the caller. */

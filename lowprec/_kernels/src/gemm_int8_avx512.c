@@ -564,6 +564,13 @@ void lowprec_gemm_tile_q8_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0
                 break;
             }
             if (bad) q8_redo(p, pd, bad);
+            if (p->inj_target) {
+                /* the hook at the same points as the unfused path: this block's accumulators
+                 * before its pipeline (next call) sees them, the pending block's output after
+                 * its pipeline stored it */
+                lowprec_gemm_inject(p, buf[cur], NR, i, m, j, NR, LOWPREC_GEMM_INJ_ACC);
+                if (pd) lowprec_gemm_inject(p, NULL, 0, pd->i0, pd->m, pd->j0, NR, LOWPREC_GEMM_INJ_OUT);
+            }
             pend.c = buf[cur];
             pend.q = q;
             pend.i0 = i;
@@ -572,7 +579,11 @@ void lowprec_gemm_tile_q8_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0
             cur ^= 1;
         }
     }
-    if (pend.c) pipeline_32_q8(p, pend.q, pend.c, pend.i0, pend.m, pend.j0);
+    if (pend.c) {
+        pipeline_32_q8(p, pend.q, pend.c, pend.i0, pend.m, pend.j0);
+        if (p->inj_target)
+            lowprec_gemm_inject(p, NULL, 0, pend.i0, pend.m, pend.j0, NR, LOWPREC_GEMM_INJ_OUT);
+    }
 }
 
 LOWPREC_TARGET_AVX512VNNI
