@@ -9,6 +9,8 @@ import operator
 
 import numpy as np
 
+from .buffers import empty_output
+
 
 def dtype_name(dtype):
     return np.dtype(dtype).name
@@ -39,9 +41,7 @@ def check_out(out, shape, dtype, inputs=(), name="out"):
     shape = tuple(shape)
     dtype = np.dtype(dtype)
     if out is None:
-        from .buffers import empty_output  # large outputs reuse freed memory (buffers.py)
-
-        return empty_output(shape, dtype)
+        return empty_output(shape, dtype)  # large outputs reuse freed memory (buffers.py)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:

@@ -11,7 +11,7 @@
 #include <emmintrin.h>
 #endif
 
-#define CS_U LOWPREC_CS_U
+
 /* Float lanes of the output sums (lane = column mod LANES, then pairwise). */
 #define LANES 16
 
@@ -126,18 +126,11 @@ static int64_t bag_expected(const lowprec_eb_args *a, int64_t i0, int64_t i1, do
     return count;
 }
 
-int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t count,
-                        const uint8_t *out_row) {
-    double o, o_abs;
-    out_sums(out_row, a->dim, a->out_fmt, &o, &o_abs);
-    return lowprec_bag_verdict_sums(a, e, t, count, o, o_abs);
-}
-
 void lowprec_bag_tol_init(const lowprec_eb_args *a, lowprec_bag_tol *c) {
     const int ofmt = a->out_fmt;
     /* Unit roundoff of the output format, and half its smallest subnormal (the absolute error
      * of rounding a tiny float32 to it). */
-    const double u_out = ofmt == LOWPREC_EB_OUT_F32 ? CS_U : (ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-11 : 0x1p-8);
+    const double u_out = ofmt == LOWPREC_EB_OUT_F32 ? LOWPREC_CS_U : (ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-11 : 0x1p-8);
     const double tiny_out = ofmt == LOWPREC_EB_OUT_F16 ? 0x1p-25 : 0x1p-150;
     const double g_out = lowprec_gamma(lane_depth(a->dim));
     c->out_term = u_out / (1.0 - u_out) + g_out;
@@ -149,11 +142,11 @@ void lowprec_bag_tol_init(const lowprec_eb_args *a, lowprec_bag_tol *c) {
     c->f16_out = ofmt == LOWPREC_EB_OUT_F16;
 }
 
-int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
-                             double o, double o_abs) {
-    lowprec_bag_tol c;
-    lowprec_bag_tol_init(a, &c);
-    return lowprec_bag_verdict_tol(&c, e, t, count, o, o_abs);
+int lowprec_bag_verdict(const lowprec_eb_args *a, const lowprec_bag_tol *c, double e, double t,
+                        int64_t count, const uint8_t *out_row) {
+    double o, o_abs;
+    out_sums(out_row, a->dim, a->out_fmt, &o, &o_abs);
+    return lowprec_bag_verdict_tol(c, e, t, count, o, o_abs);
 }
 
 void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
@@ -161,9 +154,8 @@ void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_
     lowprec_bag_tol c;
     lowprec_bag_tol_init(a, &c);
     for (int64_t b = bag_begin; b < bag_end; b++) {
-        double e, t, o, o_abs;
+        double e, t;
         const int64_t count = bag_expected(a, a->offsets[b], a->offsets[b + 1], &e, &t);
-        out_sums(a->out + b * a->out_stride, a->dim, a->out_fmt, &o, &o_abs);
-        flags[b] = (uint8_t)lowprec_bag_verdict_tol(&c, e, t, count, o, o_abs);
+        flags[b] = (uint8_t)lowprec_bag_verdict(a, &c, e, t, count, a->out + b * a->out_stride);
     }
 }

@@ -41,12 +41,6 @@ static inline const float *lowprec_row_check(const lowprec_eb_args *a, int64_t r
 void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
                        uint8_t *flags);
 
-/* The verdict of one bag (1 = failed) from its expected sum e and bound t (before the mean's
- * division), its counted entries and its stored output row: for kernels that accumulate e and
- * t while pooling (embedding_avx512.c). */
-int lowprec_bag_verdict(const lowprec_eb_args *a, double e, double t, int64_t count,
-                        const uint8_t *out_row);
-
 /* What the tolerance takes from the call, not from the bag (lowprec_bag_tol_init, once per
  * call: a kernel verifying every bag it pools keeps the per-bag work to a few flops). */
 typedef struct lowprec_bag_tol {
@@ -99,8 +93,11 @@ static inline int lowprec_bag_verdict_tol(const lowprec_bag_tol *c, double e, do
     return bad;
 }
 
-/* The same, the call's constants taken on the spot. */
-int lowprec_bag_verdict_sums(const lowprec_eb_args *a, double e, double t, int64_t count,
-                             double o, double o_abs);
+/* The verdict of one bag (1 = failed) from its expected sum e and bound t (before the mean's
+ * division), its counted entries and its stored output row (re-read: sum and absolute sum in
+ * float32 lanes), with the call's constants c: for kernels that accumulate e and t while
+ * pooling (embedding_avx512.c) and for lowprec_bag_check. */
+int lowprec_bag_verdict(const lowprec_eb_args *a, const lowprec_bag_tol *c, double e, double t,
+                        int64_t count, const uint8_t *out_row);
 
 #endif /* LOWPREC_BAG_CHECK_H */

@@ -361,7 +361,7 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                 a->check_flags[bag] = (uint8_t)lowprec_bag_verdict_tol(
                     &tol, ce, ct, i1 - i0, _mm512_reduce_add_ps(s), INFINITY);
             } else {
-                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict(a, ce, ct, i1 - i0, orow);
+                a->check_flags[bag] = (uint8_t)lowprec_bag_verdict(a, &tol, ce, ct, i1 - i0, orow);
             }
         }
     }
