@@ -1,5 +1,5 @@
 """asv benchmarks: bf16-weight and int4-weight (group 128) products, float32 activations
-(and int4 with activations="int8").
+(and int4 with activations="int8" / "int24").
 
 Inputs are built in setup(), never at import.  ``track_*_gops`` report 2*M*N*K / best time,
 ``track_*_gbs`` (M = 1 only) the GB/s of packed weight bytes read.
@@ -127,5 +127,26 @@ class Int4Int8ActLinear(_Base):
             return float("nan")
         t = self._best(lambda: self.p4.linear(self.x4, out=self.out, n_threads=n_threads,
                                               activations="int8"))
+        return self.p4.nbytes / t / 1e9
+    track_weight_gbs.unit = "GB/s"
+
+
+class Int4Int24ActLinear(_Base):
+    """activations="int24": activations as 24-bit fixed point per row and group of 128 (three
+    int8 digit rows through the vpdpbusd kernel)."""
+
+    def time_linear(self, shape, n_threads):
+        self.p4.linear(self.x4, out=self.out, n_threads=n_threads, activations="int24")
+
+    def track_gops(self, shape, n_threads):
+        return self.ops / self._best(lambda: self.p4.linear(
+            self.x4, out=self.out, n_threads=n_threads, activations="int24")) / 1e9
+    track_gops.unit = "GOP/s"
+
+    def track_weight_gbs(self, shape, n_threads):
+        if self.m != 1:
+            return float("nan")
+        t = self._best(lambda: self.p4.linear(self.x4, out=self.out, n_threads=n_threads,
+                                              activations="int24"))
         return self.p4.nbytes / t / 1e9
     track_weight_gbs.unit = "GB/s"

@@ -16,6 +16,9 @@ call before each sample, a pause after it); trust the ratios from one run, not a
 - lp int4 i8a: linear_int4(..., activations="int8"): activations quantized to int8 per row and
                group of 128 on the fly, integer dot products (vpdpbusd), float32 rescale
                (opt-in: less accurate than float32 activations; docs/bf16_int4_gemm.md)
+- lp int4 i24a: linear_int4(..., activations="int24"): activations as 24-bit fixed point per row
+               and group of 128 (error <= max|x| / 8355711 per element, ~float32), three int8
+               digit rows through the same vpdpbusd kernel (opt-in; docs/bf16_int4_gemm.md)
 - torch int4:  torch.ops.aten._weight_int4pack_mm_for_cpu(x_bf16, packed, 128, scales_zeros)
                with packed = _convert_weight_to_int4pack_for_cpu(q int32 (N, K), 1)
 
@@ -124,6 +127,7 @@ def main(argv=None):
                 "lp bf16xbf16": lambda: pb.linear(xb, out=yb, n_threads=nt),
                 "lp int4": lambda: p4.linear(x4, out=y4, n_threads=nt),
                 "lp int4 i8a": lambda: p4.linear(x4, out=y4, n_threads=nt, activations="int8"),
+                "lp int4 i24a": lambda: p4.linear(x4, out=y4, n_threads=nt, activations="int24"),
             }
             if torch is not None:
                 torch.set_num_threads(nt)
@@ -141,16 +145,19 @@ def main(argv=None):
             row["bf16/np"] = f"{t['numpy fp32'] / t['lp bf16']:.2f}"
             row["int4/np"] = f"{t['numpy fp32'] / t['lp int4']:.2f}"
             row["i8a/np"] = f"{t['numpy fp32'] / t['lp int4 i8a']:.2f}"
+            row["i24a/np"] = f"{t['numpy fp32'] / t['lp int4 i24a']:.2f}"
             if torch is not None:
                 row["bf16/torch"] = f"{t['torch bf16'] / t['lp bf16']:.2f}"
                 row["bf16xbf16/torch"] = f"{t['torch bf16'] / t['lp bf16xbf16']:.2f}"
                 row["int4/torch"] = f"{t['torch int4'] / t['lp int4']:.2f}"
                 row["i8a/torch"] = f"{t['torch int4'] / t['lp int4 i8a']:.2f}"
+                row["i24a/torch"] = f"{t['torch int4'] / t['lp int4 i24a']:.2f}"
             if m == 1:
                 w4b = n * k4 / 2 + p4.scales.nbytes * 2
-                row["GB/s np|bf16|int4|i8a"] = (
+                row["GB/s np|bf16|int4|i8a|i24a"] = (
                     f"{4 * n * k / t['numpy fp32'] / 1e9:.1f}|{2 * n * k / t['lp bf16'] / 1e9:.1f}|"
-                    f"{w4b / t['lp int4'] / 1e9:.1f}|{w4b / t['lp int4 i8a'] / 1e9:.1f}")
+                    f"{w4b / t['lp int4'] / 1e9:.1f}|{w4b / t['lp int4 i8a'] / 1e9:.1f}|"
+                    f"{w4b / t['lp int4 i24a'] / 1e9:.1f}")
             rows.append(row)
             print(row, flush=True)
     cols = []

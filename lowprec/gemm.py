@@ -568,7 +568,7 @@ def linear(x, w_packed, bias=None, *, relu=False, out=None, n_threads=None, chec
     ``w_packed`` may also be a bfloat16 or int4 packed weight (:func:`lowprec.pack_weights_bf16`,
     :func:`lowprec.pack_weights_int4`): ``linear`` is one entry point for every precision, and
     forwards to that weight's own product (``relu`` and ``check`` apply to int8 weights only;
-    ``activations="float32"|"int8"`` to int4 weights only, see
+    ``activations="float32"|"int8"|"int24"`` to int4 weights only, see
     :meth:`lowprec.PackedInt4Weights.linear`).
 
     Examples

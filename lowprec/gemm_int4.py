@@ -11,7 +11,9 @@ accumulation (docs/bf16_int4_gemm.md).
   :meth:`~PackedInt4Weights.to_matmulnbits`).
 - :func:`linear_int4`: ``x @ dequantize(w).T + bias``; ``activations="int8"`` (opt-in) quantizes
   the activations per row and group to int8 and uses integer dot products (several times
-  faster at the avx512vnni level, less accurate: docs/bf16_int4_gemm.md).
+  faster at the avx512vnni level, less accurate: docs/bf16_int4_gemm.md); ``activations="int24"``
+  (opt-in) represents them as 24-bit fixed point per row and group (three int8 digits through the
+  same kernels: error ~2^-23 of the group's largest activation, 1.3-1.7x the float32 mode at M = 1).
 
 Values: ``w[j, k] = (q[j, k] - z[j, g]) * s[j, g]``, ``g = k // group_size``, q in 0..15.
 
@@ -316,16 +318,16 @@ def pack_weights_int4(w, *, group_size=128, symmetric=False, bias=None):
     return PackedInt4Weights(_values_to_nibbles(q.reshape(n, k)), s, zp, g, k, bias)
 
 
-ACTIVATIONS = ("float32", "int8")
+ACTIVATIONS = ("float32", "int8", "int24")
 
 
 def _check_activations(activations, group):
     if not isinstance(activations, str) or activations not in ACTIVATIONS:
-        raise ValueError(f"activations must be 'float32' or 'int8', got {activations!r}")
-    if activations == "int8" and group > _gemm_int4.I8_MAX_GROUP:
+        raise ValueError(f"activations must be 'float32', 'int8' or 'int24', got {activations!r}")
+    if activations != "float32" and group > _gemm_int4.I8_MAX_GROUP:
         raise ValueError(
-            f"activations='int8' needs group_size <= {_gemm_int4.I8_MAX_GROUP} (the per-group "
-            f"integer sums must stay exact in float32), got group_size={group}")
+            f"activations={activations!r} needs group_size <= {_gemm_int4.I8_MAX_GROUP} (the "
+            f"per-group integer sums must stay exact in float32), got group_size={group}")
     return activations
 
 
@@ -346,6 +348,12 @@ def linear_int4(x, w_packed, bias=None, *, out=None, n_threads=None, activations
     This adds the activation rounding error (at most ``sa / 2`` per element: about 0.4% of the
     group's largest activation) to the int4 weight error; a group with a non-finite activation
     makes that row's outputs NaN.  Needs ``group_size <= 4096``.
+
+    ``activations="int24"`` (opt-in): as ``"int8"`` with ``sa = max|x| / 8355711`` and
+    ``xq = clip(rint(x / sa), -8355711, 8355711)``, split into three int8 digits
+    (``xq = d0 + 2**8 d1 + 2**16 d2``) whose products are summed: the activation error is at most
+    ``sa`` (about ``2**-23`` of the group's largest ``|x|``), close to float32 but relative to the
+    group's maximum rather than to each element.  Same NaN rule and group limit as ``"int8"``.
 
     Error bounds of both modes: docs/bf16_int4_gemm.md.
 
@@ -369,7 +377,10 @@ def linear_int4(x, w_packed, bias=None, *, out=None, n_threads=None, activations
     m = x2.shape[0]
     if m and n:
         nt = _n_threads(n_threads, m * n * max(k, 1))
-        fn = _gemm_int4.gemm if activations == "float32" else _gemm_int4.gemm_i8
-        fn(x2, w_packed._words, w_packed._kscales, w_packed._kzeros, w_packed.group_size, n,
-           out.reshape(m, n), b, nt, _gemm_int4._get_isa())
+        args = (x2, w_packed._words, w_packed._kscales, w_packed._kzeros, w_packed.group_size,
+                n, out.reshape(m, n), b, nt, _gemm_int4._get_isa())
+        if activations == "float32":
+            _gemm_int4.gemm(*args)
+        else:
+            _gemm_int4.gemm_i8(*args, 3 if activations == "int24" else 1)
     return out

@@ -37,6 +37,11 @@ cdef extern from "gemm_int4.h":
     void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k,
                                  int64_t group, int8_t *aq, float *asc, float *asm_,
                                  int isa) noexcept nogil
+    void lowprec_int4i24_quantize(const float *a, int64_t lda, int64_t m, int64_t k,
+                                  int64_t group, int8_t *aq, float *asc, float *asm_,
+                                  int isa) noexcept nogil
+    void lowprec_int4i24_combine(const float *y, int64_t m, int64_t n, const float *bias,
+                                 float *out, int64_t ldo) noexcept nogil
     void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads) noexcept nogil
     void lowprec_int4i8_tile(const lp_int4i8_args *p, int64_t t) noexcept nogil
     int LP_I8_MAX_GROUP
@@ -45,7 +50,7 @@ KERNELS = {
     0: "lowprec_sgemm_generic_6x16 + int4 panel dequant / generic GEMV; int8 activations: generic",
     1: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx2 GEMV m<=4; int8 activations: generic",
     2: "lowprec_sgemm_avx2_6x16 + int4 shift dequant, avx512 vpermps-decode GEMV m<=4; "
-       "int8 activations: vpdpbusd 8x32",
+       "int8 activations: vpdpbusd 8x32 (int24: three int8 digit rows per row)",
 }
 NR = 16
 
@@ -144,14 +149,18 @@ I8_MAX_GROUP = LP_I8_MAX_GROUP
 
 def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] scales,
             const float[::1] zeros, int64_t group, int64_t n, float[:, ::1] out,
-            const float[::1] bias, int n_threads=1, int isa=-1):
-    """out = a @ dequantize(w).T (+ bias) with activations quantized to int8 per row and group
-    (src/gemm_int4.h: integer dot products per group, float32 rescale and accumulation)."""
+            const float[::1] bias, int n_threads=1, int isa=-1, int digits=1):
+    """out = a @ dequantize(w).T (+ bias) with activations quantized per row and group
+    (src/gemm_int4.h: integer dot products per group, float32 rescale and accumulation):
+    digits=1: int8; digits=3: 24-bit fixed point as three int8 digit rows (activations="int24")."""
     cdef lp_int4i8_args p
-    cdef int64_t m = a.shape[0], k = a.shape[1], ng, lda, ch, nch, c, r0, r1, t, n_tiles
+    cdef int64_t m = a.shape[0], k = a.shape[1], ng, lda, ch, nch, c, r0, r1, t, n_tiles, mq
     cdef int nt = max(1, n_threads)
     cdef int8_t *aq = NULL
     cdef float *asc = NULL
+    cdef float *ytmp = NULL
+    if digits != 1 and digits != 3:
+        raise ValueError("digits must be 1 or 3")
     if isa < 0:
         isa = _isa
     if group <= 0 or group % 8 or k % group or group > LP_I8_MAX_GROUP:
@@ -170,17 +179,21 @@ def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] sca
         return
     ng = k // group
     lda = a.strides[0] // 4
+    mq = digits * m  # int8 rows (one per digit)
     # rows interleaved in blocks of 8 (src/gemm_int4.h): the last block is padded
-    aq = <int8_t *>malloc(<size_t>(((m + 7) // 8) * 8 * k + 64))
-    asc = <float *>malloc(<size_t>(2 * m * ng * 4 + 4))
-    if aq == NULL or asc == NULL:
+    aq = <int8_t *>malloc(<size_t>(((mq + 7) // 8) * 8 * k + 64))
+    asc = <float *>malloc(<size_t>(2 * mq * ng * 4 + 4))
+    if digits > 1:
+        ytmp = <float *>malloc(<size_t>(mq * n * 4 + 4))
+    if aq == NULL or asc == NULL or (digits > 1 and ytmp == NULL):
         free(aq)
         free(asc)
+        free(ytmp)
         raise MemoryError("int4 GEMM: could not allocate the int8 activations")
     p.aq = aq
     p.asc = asc
-    p.asm_ = asc + m * ng
-    p.m = m
+    p.asm_ = asc + mq * ng
+    p.m = mq
     p.n = n
     p.k = k
     p.group = group
@@ -191,8 +204,17 @@ def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] sca
     p.out = &out[0, 0]
     p.ldo = out.strides[0] // 4
     p.isa = isa
+    cdef const float *pbias = p.bias
+    if digits > 1:
+        # the digit rows' partial products go to ytmp; combined (and the bias added) after
+        p.bias = NULL
+        p.out = ytmp
+        p.ldo = n
     with nogil:
-        if k > 0:
+        if digits > 1:
+            if k > 0:
+                lowprec_int4i24_quantize(&a[0, 0], lda, m, k, group, aq, asc, asc + mq * ng, isa)
+        elif k > 0:
             # rows in chunks of 64 (whole blocks of 8; each row's quantization is independent
             # of the split)
             ch = 64
@@ -215,5 +237,8 @@ def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] sca
         else:
             for t in range(n_tiles):
                 lowprec_int4i8_tile(&p, t)
+        if digits > 1:
+            lowprec_int4i24_combine(ytmp, m, n, pbias, &out[0, 0], out.strides[0] // 4)
     free(aq)
     free(asc)
+    free(ytmp)

@@ -164,6 +164,72 @@ void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, 
     }
 }
 
+static inline void lp_i8_put(int8_t *aq, int64_t k, int64_t row, int64_t kg, int8_t v)
+{
+    /* byte kg of row `row` in the permuted, 8-row interleaved layout (gemm_int4.h) */
+    static const int pos[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    aq[(row / LP_I8_MR) * LP_I8_MR * k + (kg / 8) * 64 + (row % LP_I8_MR) * 8 + pos[kg & 7]] = v;
+}
+
+void lowprec_int4i24_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                              int8_t *aq, float *asc, float *asm_, int isa)
+{
+#if LOWPREC_BUILD_AVX2
+    if (isa >= LOWPREC_ISA_AVX512VNNI && group % 16 == 0) {
+        lowprec_int4i24_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
+        return;
+    }
+#endif
+    (void)isa;
+    int64_t ng = k / group;
+    for (int64_t i = 0; i < m; i++) {
+        const float *ai = a + i * lda;
+        for (int64_t g = 0; g < ng; g++) {
+            const float *x = ai + g * group;
+            float amax = 0.0f;
+            int finite = 1;
+            for (int64_t kk = 0; kk < group; kk++) {
+                float v = fabsf(x[kk]);
+                if (!(v <= 3.4028235e38f)) finite = 0;
+                if (v > amax) amax = v;
+            }
+            float sa = amax / (float)LP_I24_MAX;
+            int32_t sum[3] = {0, 0, 0};
+            for (int64_t kk = 0; kk < group; kk++) {
+                int32_t v = 0;
+                if (finite && sa != 0.0f) {
+                    float r = nearbyintf(x[kk] / sa);
+                    v = r > (float)LP_I24_MAX ? LP_I24_MAX
+                                              : (r < -(float)LP_I24_MAX ? -LP_I24_MAX : (int32_t)r);
+                }
+                int32_t d0 = (int8_t)(uint8_t)(v & 255), v1 = (v - d0) / 256;
+                int32_t d1 = (int8_t)(uint8_t)(v1 & 255), d2 = (v1 - d1) / 256;
+                const int32_t d[3] = {d0, d1, d2};
+                for (int r = 0; r < 3; r++) {
+                    sum[r] += d[r];
+                    lp_i8_put(aq, k, 3 * i + r, g * group + kk, (int8_t)d[r]);
+                }
+            }
+            for (int r = 0; r < 3; r++) {
+                asc[(3 * i + r) * ng + g] = finite ? sa * (float)(1 << (8 * r)) : __builtin_nanf("");
+                asm_[(3 * i + r) * ng + g] = (float)sum[r];
+            }
+        }
+    }
+}
+
+void lowprec_int4i24_combine(const float *y, int64_t m, int64_t n, const float *bias, float *out,
+                             int64_t ldo)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const float *y0 = y + 3 * i * n, *y1 = y0 + n, *y2 = y1 + n;
+        for (int64_t j = 0; j < n; j++) {
+            float v = (y0[j] + y1[j]) + y2[j];
+            out[i * ldo + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
 void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads)
 {
     /* rows per tile: the tile's aq block (mc x K bytes) stays in L2 (~256 KiB) while the weight

@@ -71,6 +71,28 @@ void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, 
                              int8_t *aq, float *asc, float *asm_, int isa);
 void lowprec_int4i8_plan(lp_int4i8_args *p, int n_threads);
 void lowprec_int4i8_tile(const lp_int4i8_args *p, int64_t t);
+/* ---- 24-bit fixed-point activations (activations="int24"): three int8 digit rows ----------
+ * Row i, group g: amax = max |a|, sa = amax / LP_I24_MAX (float32 division), M = rint(a / sa)
+ * (float32 division, half to even) clamped to [-LP_I24_MAX, LP_I24_MAX] (sa == 0 -> M = 0; a
+ * non-finite amax -> sa = NaN), split into balanced base-256 digits M = d0 + 2^8 d1 + 2^16 d2
+ * (d0 = the low byte of M as int8, d1 likewise of (M - d0) / 2^8, d2 in [-127, 127]).  Digit r
+ * is row 3i + r of the int8 layout above with scale sa 256^r (exact) and A = sum d_r, so the
+ * int8-activation kernels compute the three partial products; out = (y0 + y1) + y2 (+ bias).
+ * |d| <= 128 keeps every group integer |t| <= 1920 group < 2^24 (group <= 4096): exact, as for
+ * int8.  Opt-in and slower than int8, but it issues ~9.5 zmm ops per 128 weights (12 vpdpbusd
+ * per 8 k x 32 columns) against the float32 GEMV's 23 (shift, vpermps, FMA per 16 weights).
+ * The activation error is |a - M sa| <= sa (half a step for the rounding to an integer, up to
+ * half a step for the float32 division) = amax / 8355711 ~ 2^-23 amax: close to float32's own
+ * resolution, but relative to the group's largest |a| rather than to each |a|. */
+#define LP_I24_MAX 8355711 /* 127 (1 + 2^8 + 2^16): the largest M whose digits are all <= 127 */
+void lowprec_int4i24_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                              int8_t *aq, float *asc, float *asm_, int isa);
+void lowprec_int4i24_quantize_avx512(const float *a, int64_t lda, int64_t m, int64_t k,
+                                     int64_t group, int8_t *aq, float *asc, float *asm_);
+/* out[i][j] = (y[3i][j] + y[3i+1][j]) + y[3i+2][j] (+ bias[j]); y: 3m x n, row stride n */
+void lowprec_int4i24_combine(const float *y, int64_t m, int64_t n, const float *bias, float *out,
+                             int64_t ldo);
+
 void lowprec_int4i8_quantize_avx512(const float *a, int64_t lda, int64_t m, int64_t k,
                                     int64_t group, int8_t *aq, float *asc, float *asm_);
 void lowprec_int4i8_block_avx512(const lp_int4i8_args *p, int64_t i0, int mr, int64_t q0, int np);

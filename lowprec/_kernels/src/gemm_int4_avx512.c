@@ -132,6 +132,65 @@ LOWPREC_TARGET_AVX512VNNI void lowprec_int4i8_quantize_avx512(const float *a, in
     }
 }
 
+/* activations="int24" (gemm_int4.h): the int8 quantizer's steps with LP_I24_MAX, then three
+ * balanced base-256 digits (low byte sign-extended, subtracted, arithmetic shift), one int8 row
+ * each; same results as the portable loop (gemm_int4.c).  Needs group % 16 == 0. */
+LOWPREC_TARGET_AVX512VNNI void lowprec_int4i24_quantize_avx512(const float *a, int64_t lda,
+                                                                int64_t m, int64_t k, int64_t group,
+                                                                int8_t *aq, float *asc, float *asm_)
+{
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    const __m512i lim = _mm512_set1_epi32(LP_I24_MAX), nlim = _mm512_set1_epi32(-LP_I24_MAX);
+    const __m128i perm = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    int64_t ng = k / group;
+    for (int64_t i = 0; i < m; i++) {
+        const float *ai = a + i * lda;
+        int8_t *dst[3];
+        for (int r = 0; r < 3; r++) {
+            const int64_t row = 3 * i + r;
+            dst[r] = aq + (row / LP_I8_MR) * LP_I8_MR * k + (row % LP_I8_MR) * 8;
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            const float *x = ai + g * group;
+            __m512 mx = _mm512_setzero_ps();
+            __mmask16 bad = 0;
+            for (int64_t kk = 0; kk < group; kk += 16) {
+                __m512 v = _mm512_abs_ps(_mm512_loadu_ps(x + kk));
+                bad |= _mm512_cmp_ps_mask(v, big, _CMP_NLE_UQ);
+                mx = _mm512_max_ps(mx, v);
+            }
+            float sa = _mm512_reduce_max_ps(mx) / (float)LP_I24_MAX;
+            __m512i sum[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+            if (bad || sa == 0.0f) {
+                for (int r = 0; r < 3; r++)
+                    for (int64_t kk = 0; kk < group; kk += 8) memset(dst[r] + (g * group + kk) * 8, 0, 8);
+            } else {
+                const __m512 sv = _mm512_set1_ps(sa);
+                for (int64_t kk = 0; kk < group; kk += 16) {
+                    __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(x + kk), sv));
+                    q = _mm512_max_epi32(_mm512_min_epi32(q, lim), nlim);
+                    __m512i d[3];
+                    d[0] = _mm512_srai_epi32(_mm512_slli_epi32(q, 24), 24);
+                    const __m512i q1 = _mm512_srai_epi32(_mm512_sub_epi32(q, d[0]), 8);
+                    d[1] = _mm512_srai_epi32(_mm512_slli_epi32(q1, 24), 24);
+                    d[2] = _mm512_srai_epi32(_mm512_sub_epi32(q1, d[1]), 8);
+                    for (int r = 0; r < 3; r++) {
+                        sum[r] = _mm512_add_epi32(sum[r], d[r]);
+                        __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(d[r]), perm);
+                        int8_t *o = dst[r] + (g * group + kk) * 8;
+                        _mm_storel_epi64((__m128i *)o, b);
+                        _mm_storel_epi64((__m128i *)(o + 64), _mm_unpackhi_epi64(b, b));
+                    }
+                }
+            }
+            for (int r = 0; r < 3; r++) {
+                asc[(3 * i + r) * ng + g] = bad ? __builtin_nanf("") : sa * (float)(1 << (8 * r));
+                asm_[(3 * i + r) * ng + g] = (float)_mm512_reduce_add_epi32(sum[r]);
+            }
+        }
+    }
+}
+
 /* acc += dot4(u8 w, s8 broadcast of the dword at ptr): inline asm because GCC's register
  * allocation of the intrinsic copied every accumulator once per k step (and spilled some);
  * the embedded broadcast also saves the separate vpbroadcastd */
