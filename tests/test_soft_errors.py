@@ -176,6 +176,27 @@ def test_flags_identical_on_every_isa_and_thread_count():
         assert f.sum() == 1 and f[where[0]]
 
 
+@pytest.mark.parametrize("kind", list(OUT_KW))
+def test_checks_per_tile_on_several_row_and_column_tiles(kind):
+    # several row tiles (mc <= 192) and column tiles (nc <= 256) with a partial panel: each
+    # thread checks the tiles it computed, the row totals are combined after the region; the
+    # flags must name exactly the faulty row whatever the thread count
+    m, n, k = 401, 600, 67
+    pw = _pw(n, k)
+    a = rand_u8((m, k))
+    kw = dict(OUT_KW[kind], a_zero_point=7)
+    clean = G.qmatmul(a, pw, **kw)
+    for nt in (1, 2, 3):
+        y, f = G.qmatmul(a, pw, check="report", n_threads=nt, **kw)
+        assert not f.any()
+        np.testing.assert_array_equal(y, clean)
+        for target, where in [("accumulators", (0, 599, 31)), ("accumulators", (200, 256, 0)),
+                              ("outputs", (400, 255, 3)), ("outputs", (192, 598, 0)),
+                              ("activations", (383, 66, 7)), ("activations", (191, 0, 0))]:
+            y, f = faults.run_with_fault(a, pw, target, where, n_threads=nt, **kw)
+            assert f.tolist() == [r == where[0] for r in range(m)], (nt, target, where)
+
+
 def test_raise_names_rows_and_report_shapes():
     pw = _pw(16, 8)
     a = rand_u8((2, 3, 8))

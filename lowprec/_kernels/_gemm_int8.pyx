@@ -9,7 +9,7 @@
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from libc.math cimport INFINITY
 cimport numpy as cnp
@@ -39,8 +39,10 @@ cdef extern from "gemm_int8.h":
         int relu
         int isa
         int64_t mc, nc, tiles_m, tiles_n
-        uint32_t *chk_acc
-        uint32_t *chk_out
+        uint32_t *chk_part
+        uint8_t *chk_flags
+        const void *chk_w
+        uint32_t *chk_rhs
         const int32_t *chk_r
         int inj_target, inj_bit
         int64_t inj_i, inj_j
@@ -59,23 +61,12 @@ cdef extern from "gemm_int8.h":
         int nt
     void lowprec_gemm_sched_init(lowprec_gemm_sched *s, int64_t n_tiles, int nt) noexcept nogil
     int64_t lowprec_gemm_sched_next(lowprec_gemm_sched *s, int tid) noexcept nogil
-    void lowprec_gemm_check_rhs_generic(const uint8_t *a, Py_ssize_t lda, int64_t k,
-                                        const int32_t *wsum, int64_t i0, int64_t i1,
-                                        uint32_t *rhs) noexcept nogil
-    void lowprec_gemm_check_rhs_avx2(const uint8_t *a, Py_ssize_t lda, int64_t k,
-                                     const int32_t *wsum, int64_t i0, int64_t i1,
-                                     uint32_t *rhs) noexcept nogil
-    void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, Py_ssize_t lda, int64_t k,
-                                           const int32_t *wsum, int64_t i0, int64_t i1,
-                                           uint32_t *rhs) noexcept nogil
-    void lowprec_gemm_check_rows_avx512vnni(const lowprec_gemm_u8s8_args *p,
-                                            const uint32_t *rhs, int64_t i0, int64_t i1,
-                                            uint8_t *flags) noexcept nogil
-    int LOWPREC_GEMM_CHK_LANES
-    void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                         int64_t i0, int64_t i1, uint8_t *flags) noexcept nogil
-    void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                      int64_t i0, int64_t i1, uint8_t *flags) noexcept nogil
+    int64_t lowprec_gemm_check_w_size(const lowprec_gemm_u8s8_args *p) noexcept nogil
+    void lowprec_gemm_check_w_prepare(const lowprec_gemm_u8s8_args *p, const int32_t *wsum,
+                                      void *dst) noexcept nogil
+    void lowprec_gemm_check_rhs(const lowprec_gemm_u8s8_args *p, int64_t i0,
+                                int64_t i1) noexcept nogil
+    void lowprec_gemm_check_finish(const lowprec_gemm_u8s8_args *p) noexcept nogil
     int lowprec_gemm_layout_for_isa(int isa) noexcept nogil
     int64_t lowprec_gemm_layout_nr(int layout) noexcept nogil
     int64_t lowprec_gemm_layout_ku(int layout) noexcept nogil
@@ -293,6 +284,10 @@ cdef class FastEntry:
     cdef object wsum
     cdef object chk_r
     cdef const int32_t *wsum_p
+    # the right-hand sides' weights as the ISA's kernel reads them (AVX-512: digit planes),
+    # prepared once here instead of once per call; NULL: _run_tiles prepares them
+    cdef void *chk_w
+    cdef int chk_w_isa
     cdef const int32_t *chk_r_p
     # the float32 requantization (lowprec_gemm_requant_f32_setup), q_cl NULL when off
     cdef int32_t *q_cl
@@ -302,6 +297,7 @@ cdef class FastEntry:
     cdef float q_thresh
 
     def __dealloc__(self):
+        free(self.chk_w)
         free(self.q_cl)
         free(self.q_ch)
         free(self.q_m32)
@@ -331,6 +327,17 @@ def make_fast_entry(GemmConsts c, int y_zp, int lo, int hi, bint relu, descr,
     e.wsum = wsum
     e.chk_r = chk_r
     e.wsum_p = &wsum[0] if c.k > 0 else NULL
+    cdef lowprec_gemm_u8s8_args pa
+    cdef int64_t cw
+    memset(&pa, 0, sizeof(pa))
+    pa.isa = _isa  # the ISA of the fast key this entry is cached under
+    e.chk_w_isa = _isa
+    pa.k = c.k
+    cw = lowprec_gemm_check_w_size(&pa)
+    if cw > 0:
+        e.chk_w = malloc(<size_t>cw)
+        if e.chk_w != NULL:
+            lowprec_gemm_check_w_prepare(&pa, e.wsum_p, e.chk_w)
     e.chk_r_p = &chk_r[0] if c.n > 0 else NULL
     if c.out_kind >= LOWPREC_GEMM_OUT_UINT8 and c.mult != NULL and c.n > 0:
         e.q_cl = <int32_t *>malloc(<size_t>(c.n * 4))
@@ -502,7 +509,8 @@ def qmatmul_fast(FastEntry e, a, out, n_threads, int check, inject=None):
                     rowsum[i] = <int32_t>s
                 p.rowsum = rowsum
         if not err:
-            err = _run_tiles(&p, <int>nt, e.wsum_p, codes, check != 0)
+            err = _run_tiles(&p, <int>nt, e.wsum_p, codes, check != 0,
+                             e.chk_w if e.chk_w_isa == p.isa else NULL)
         free(rowsum)
         if codes != NULL and not err:
             for i in range(m):
@@ -589,41 +597,55 @@ def gemm_run(GemmConsts c, const uint8_t[:, :] a, uint8_t[:, ::1] out, const int
         raise MemoryError("int8 GEMM: could not allocate a tile buffer")
 
 
+#: Rows per chunk of the soft-error check's right-hand sides (units of parallel work).
+cdef int64_t _RHS_ROWS = 16
+
+
 cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
-                    uint8_t *flags=NULL, bint check=False) noexcept nogil:
+                    uint8_t *flags=NULL, bint check=False,
+                    const void *chk_w=NULL) noexcept nogil:
     """Plan and run every tile of ``p`` on ``nt`` threads (serially, with no parallel region,
     when nt == 1).  Returns the number of tiles that failed to allocate memory.
 
-    ``check``: soft-error checks into ``flags`` (m bytes): the right-hand sides
-    sum_k A[i,k] * wsum[k] first (so a flip in A while the tiles read it is caught), then the
-    tiles with the checksum slots, then the comparison (lowprec_gemm_check_rows)."""
-    cdef int64_t t, n_tiles, ws, m = p.m, inj_off = 0
+    ``check``: soft-error checks into ``flags`` (m bytes), all in the tiles' one parallel
+    region: each thread takes chunks of rows of the right-hand sides sum_k A[i,k] * wsum[k]
+    first (its own, then the others' leftovers: lowprec_gemm_sched), then tiles, and checks
+    each tile it computed right after it (its slots on its own stack: output identity and the
+    tile's part of the row checksum); after the region, the row totals against the right-hand
+    sides (lowprec_gemm_check_finish, O(m * tiles_n)).  ``chk_w``: the right-hand sides'
+    weights prepared for p.isa (lowprec_gemm_check_w_prepare), or NULL to prepare them here."""
+    cdef int64_t t, n_tiles, ws, m = p.m, inj_off = 0, n_rc = 0, c, cw, r1
     cdef int err = 0, tid
     cdef char *work = NULL
-    cdef uint32_t *chk = NULL
-    cdef uint32_t *rhs = NULL
+    cdef char *cbuf = NULL
     cdef uint8_t *amut = NULL
     cdef lowprec_gemm_sched *sched = NULL
     lowprec_gemm_u8s8_plan(p, nt)
     n_tiles = p.tiles_m * p.tiles_n
     if check:
-        chk = <uint32_t *>calloc(<size_t>(2 * m * p.tiles_n * LOWPREC_GEMM_CHK_LANES + 1), 4)
-        rhs = <uint32_t *>calloc(<size_t>(m + 1), 4)
-        if chk == NULL or rhs == NULL:
-            free(chk)
-            free(rhs)
+        # one buffer: the rhs weights (AVX-512 digit planes), chk_part (tiles_n x m), rhs (m)
+        cw = 0 if chk_w != NULL else (lowprec_gemm_check_w_size(p) + 63) // 64 * 64
+        cbuf = <char *>malloc(<size_t>(cw + (m * p.tiles_n + m) * 4 + 64))
+        if cbuf == NULL:
             return 1
-        p.chk_acc = chk
-        p.chk_out = chk + m * p.tiles_n * LOWPREC_GEMM_CHK_LANES
-        if p.k > 0:
-            if p.isa >= 2:
-                lowprec_gemm_check_rhs_avx512vnni(p.a, p.lda, p.k, wsum, 0, m, rhs)
-            elif p.isa >= 1:
-                lowprec_gemm_check_rhs_avx2(p.a, p.lda, p.k, wsum, 0, m, rhs)
-            else:
-                lowprec_gemm_check_rhs_generic(p.a, p.lda, p.k, wsum, 0, m, rhs)
+        if chk_w != NULL:
+            p.chk_w = chk_w
+        elif cw > 0:
+            lowprec_gemm_check_w_prepare(p, wsum, cbuf)
+            p.chk_w = cbuf
+        else:
+            p.chk_w = wsum
+        p.chk_part = <uint32_t *>(cbuf + cw)
+        p.chk_rhs = p.chk_part + m * p.tiles_n
+        p.chk_flags = flags
+        memset(flags, 0, <size_t>m)
+        n_rc = (m + _RHS_ROWS - 1) // _RHS_ROWS
     if p.inj_target == LOWPREC_GEMM_INJ_ACT and p.k > 0:
-        # the fault-injection hook: a flip in A after the right-hand sides were taken
+        # the fault-injection hook: a flip in A after the right-hand sides were taken (here,
+        # all of them first) and restored after the tiles
+        if check:
+            lowprec_gemm_check_rhs(p, 0, m)
+            n_rc = 0
         inj_off = p.inj_i * p.lda + p.inj_j
         amut = <uint8_t *>p.a
         amut[inj_off] ^= <uint8_t>(1 << (p.inj_bit & 7))
@@ -639,35 +661,41 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
     if nt > 1:
         # each thread its own tiles first, then the others' leftovers (lowprec_gemm_sched: B
         # stays in the same core's L2 between calls, and a thread that the OS runs late on a
-        # loaded machine still leaves its tiles to the others)
-        sched = <lowprec_gemm_sched *>malloc(sizeof(lowprec_gemm_sched))
+        # loaded machine still leaves its tiles to the others); the same for the chunks of
+        # the check's right-hand sides (sched[1]), taken before the tiles
+        sched = <lowprec_gemm_sched *>malloc(2 * sizeof(lowprec_gemm_sched))
         if sched == NULL:
             err = 1
         else:
             lowprec_gemm_sched_init(sched, n_tiles, nt)
+            lowprec_gemm_sched_init(sched + 1, n_rc, nt)
             for tid in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                c = lowprec_gemm_sched_next(sched + 1, tid)
+                while c >= 0:
+                    r1 = (c + 1) * _RHS_ROWS
+                    lowprec_gemm_check_rhs(p, c * _RHS_ROWS, r1 if r1 < m else m)
+                    c = lowprec_gemm_sched_next(sched + 1, tid)
                 t = lowprec_gemm_sched_next(sched, tid)
                 while t >= 0:
                     err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
                     t = lowprec_gemm_sched_next(sched, tid)
             free(sched)
     else:
+        if n_rc > 0:
+            lowprec_gemm_check_rhs(p, 0, m)
         for t in range(n_tiles):
             err += lowprec_gemm_u8s8_tile(p, t, work) != 0
     free(work)
     if p.inj_target == LOWPREC_GEMM_INJ_ACT and p.k > 0:
         amut[inj_off] ^= <uint8_t>(1 << (p.inj_bit & 7))
     if check:
-        if p.isa >= 2:
-            lowprec_gemm_check_rows_avx512vnni(p, rhs, 0, m, flags)
-        elif p.isa >= 1:
-            lowprec_gemm_check_rows_avx2(p, rhs, 0, m, flags)
-        else:
-            lowprec_gemm_check_rows_generic(p, rhs, 0, m, flags)
-        free(chk)
-        free(rhs)
-        p.chk_acc = NULL
-        p.chk_out = NULL
+        if not err:
+            lowprec_gemm_check_finish(p)
+        free(cbuf)
+        p.chk_part = NULL
+        p.chk_flags = NULL
+        p.chk_w = NULL
+        p.chk_rhs = NULL
     return err
 
 

@@ -429,9 +429,57 @@ void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
     lowprec_gemm_rhs_body(a, lda, k, wsum, i0, i1, rhs);
 }
 
-void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                     int64_t i0, int64_t i1, uint8_t *flags) {
-    lowprec_gemm_check_rows_body(p, rhs, i0, i1, flags);
+int64_t lowprec_gemm_check_w_size(const lowprec_gemm_u8s8_args *p) {
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX512VNNI) return lowprec_gemm_rhs_planes_size(p->k);
+#endif
+    (void)p;
+    return 0;
+}
+
+void lowprec_gemm_check_w_prepare(const lowprec_gemm_u8s8_args *p, const int32_t *wsum,
+                                  void *dst) {
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX512VNNI) lowprec_gemm_rhs_planes_avx512vnni(p->k, wsum, (int8_t *)dst);
+#endif
+    (void)p;
+    (void)wsum;
+    (void)dst;
+}
+
+void lowprec_gemm_check_rhs(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1) {
+    if (p->k <= 0) {
+        for (int64_t i = i0; i < i1; i++) p->chk_rhs[i] = 0;
+        return;
+    }
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX512VNNI) {
+        lowprec_gemm_check_rhs_avx512vnni(p->a, p->lda, p->k, (const int8_t *)p->chk_w, i0, i1,
+                                          p->chk_rhs);
+        return;
+    }
+    if (p->isa == LOWPREC_ISA_AVX2) {
+        lowprec_gemm_check_rhs_avx2(p->a, p->lda, p->k, (const int32_t *)p->chk_w, i0, i1,
+                                    p->chk_rhs);
+        return;
+    }
+#endif
+    lowprec_gemm_check_rhs_generic(p->a, p->lda, p->k, (const int32_t *)p->chk_w, i0, i1,
+                                   p->chk_rhs);
+}
+
+void lowprec_gemm_tile_check_generic(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1,
+                                     int64_t j0, int64_t j1) {
+    lowprec_gemm_tile_check_body(p, i0, i1, j0, j1);
+}
+
+void lowprec_gemm_check_finish(const lowprec_gemm_u8s8_args *p) {
+    const int64_t m = p->m;
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t lhs = 0;
+        for (int64_t t = 0; t < p->tiles_n; t++) lhs += p->chk_part[t * m + i];
+        if (lhs != p->chk_rhs[i]) p->chk_flags[i] |= 1;
+    }
 }
 
 void lowprec_gemm_sched_init(lowprec_gemm_sched *s, int64_t n_tiles, int nt) {
@@ -452,10 +500,41 @@ int64_t lowprec_gemm_sched_next(lowprec_gemm_sched *s, int tid) {
     return -1;
 }
 
+static int tile_run(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1, int64_t j0,
+                    int64_t j1, void *work);
+
+/* Most rows of a tile (mc <= 192 / MR * MR, lowprec_gemm_u8s8_plan). */
+#define TILE_MAX_ROWS 192
+
 int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *work) {
     const int64_t tm = t / p->tiles_n, tn = t % p->tiles_n;
     const int64_t i0 = tm * p->mc, i1 = (i0 + p->mc < p->m) ? i0 + p->mc : p->m;
     const int64_t j0 = tn * p->nc, j1 = (j0 + p->nc < p->n) ? j0 + p->nc : p->n;
+    if (!p->chk_part) return tile_run(p, i0, i1, j0, j1, work);
+    /* checks: the tile's own checksum slots on this thread's stack, checked right after the
+     * tile by the thread that computed it (lowprec_gemm_tile_check_body) */
+    uint32_t slots[2][TILE_MAX_ROWS * LOWPREC_GEMM_CHK_LANES] __attribute__((aligned(64)));
+    if (i1 - i0 > TILE_MAX_ROWS) return -1;
+    lowprec_gemm_u8s8_args q = *p;
+    q.chk_acc = slots[0];
+    q.chk_out = slots[1];
+    q.chk_i0 = i0;
+    const size_t bytes = (size_t)(i1 - i0) * LOWPREC_GEMM_CHK_LANES * sizeof(uint32_t);
+    memset(slots[0], 0, bytes);
+    memset(slots[1], 0, bytes);
+    const int err = tile_run(&q, i0, i1, j0, j1, work);
+    void (*check)(const lowprec_gemm_u8s8_args *, int64_t, int64_t, int64_t, int64_t) =
+        lowprec_gemm_tile_check_generic;
+#if LOWPREC_BUILD_AVX2
+    if (p->isa == LOWPREC_ISA_AVX2) check = lowprec_gemm_tile_check_avx2;
+    if (p->isa == LOWPREC_ISA_AVX512VNNI) check = lowprec_gemm_tile_check_avx512vnni;
+#endif
+    check(&q, i0, i1, j0, j1);
+    return err;
+}
+
+static int tile_run(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1, int64_t j0,
+                    int64_t j1, void *work) {
     const int layout = p->layout;
     const int64_t nr = lowprec_gemm_layout_nr(layout), ku = lowprec_gemm_layout_ku(layout);
     const int64_t kp = round_up(p->k, ku);

@@ -62,16 +62,27 @@ typedef struct {
     /* Tiling (lowprec_gemm_u8s8_plan fills these). */
     int isa;
     int64_t mc, nc, tiles_m, tiles_n;
-    /* Soft-error checksums (docs/soft_errors.md); NULL = off.  m * tiles_n slots of
-     * LOWPREC_GEMM_CHK_LANES uint32 lanes each, zeroed by the caller: the pipeline adds, for row
-     * i of a block starting at column j0, column j0 + jj into lane jj % 16 of slot
-     * i * tiles_n + j0 / nc (the one tile that owns those columns, so no races; lanes keep the
-     * sums in vector registers, no horizontal reduction per block):
-     *   chk_acc: the wrapping sum of the raw int32 accumulators (before any correction);
-     *   chk_out: the wrapping sum of what it stores (uint8/int8 bytes, int32 / float32 bits).
-     * Slots combine by wrapping addition, so the totals do not depend on the tiling. */
+    /* Soft-error checks (docs/soft_errors.md); chk_part NULL = off.  Set by the caller:
+     *   chk_part: tiles_n x m uint32; the tile of column tile tn stores at [tn * m + i] the
+     *     wrapping sum over its columns of r[j] * acc[i, j] (raw int32 accumulators, before
+     *     any correction), so the row's total is known without any shared slot;
+     *   chk_flags: m bytes, zeroed: a tile ORs 2 into the rows whose stored output it re-read
+     *     and found different from what its pipeline emitted;
+     *   chk_w, chk_rhs: the right-hand sides' weights (lowprec_gemm_check_w_prepare) and their
+     *     m results (lowprec_gemm_check_rhs).
+     * Set by lowprec_gemm_u8s8_tile on its private copy of the arguments (the caller leaves
+     * them NULL / 0): the tile's own 16-lane slots, row i at (i - chk_i0) * 16 lanes; the
+     * pipeline adds column j0 + jj of a block into lane jj % 16 (no horizontal sum per block):
+     *   chk_acc: r[j] * raw accumulator;  chk_out: what it stores (uint8/int8 bytes, int32 /
+     *   float32 bits).  Slots live on the tile's stack: each thread checks what it computed,
+     *   in its own cache (shared slots bounced cache lines between the cores at 2 threads). */
+    uint32_t *chk_part;
+    uint8_t *chk_flags;
+    const void *chk_w;
+    uint32_t *chk_rhs;
     uint32_t *chk_acc;
     uint32_t *chk_out;
+    int64_t chk_i0;
     /* Odd column weights r[j] of the accumulator checksum (n entries; chk_acc sums
      * r[j] * acc[i, j]); NULL = all ones. */
     const int32_t *chk_r;
@@ -204,14 +215,12 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
         bv[jj] = p->bias ? p->bias[j] : 0.0;
         rw[jj] = p->chk_r ? (uint32_t)p->chk_r[j] : 1u;
     }
-    /* the checksum slot's column tile, once per block (not a division per row) */
-    const int64_t tile_j = (p->chk_acc || p->chk_out) ? j0 / p->nc : 0;
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
         const int32_t *cr = c + r * ldc;
         const uint32_t rs = p->rowsum ? (uint32_t)p->rowsum[i] : 0u;
         int32_t corr[LOWPREC_GEMM_PIPE_MAXN];
-        const int64_t slot = (i * p->tiles_n + tile_j) * LOWPREC_GEMM_CHK_LANES;
+        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
         if (p->chk_acc) {
             uint32_t *s = p->chk_acc + slot;
             for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += rw[jj] * (uint32_t)cr[jj];
@@ -278,15 +287,18 @@ void lowprec_gemm_pipeline_avx2(const lowprec_gemm_u8s8_args *p, const int32_t *
 void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int32_t *c,
                                       int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n);
 
-/* ---- soft-error check of rows [i0, i1) after every tile ran (docs/soft_errors.md) ----
+/* ---- soft-error checks (docs/soft_errors.md) ----
  * Row identity, exact modulo 2^32 on what the kernel multiplies (raw uint8 A, raw int8 W):
  *   sum_j r[j] acc[i, j] == rhs[i] = sum_k A[i, k] * wsum[k],  wsum[k] = sum_j r[j] W[j, k]
  * (wrapping; r[j] odd, chosen at pack time so that no wsum[k] of a nonzero column is
- * divisible by 2^25: then every single flip that changes the product changes the checksum)
- * rhs is computed by the caller BEFORE the tiles run (lowprec_gemm_check_rhs), so a flip in A
- * while the kernel reads it is caught too.  Output identity: the wrapping sum of the stored
- * output row (bytes or 32-bit patterns) == the sum of what the pipeline emitted (chk_out).
- * flags[i] = 1 (accumulator check failed) | 2 (output check failed), 0 when clean. */
+ * divisible by 2^25: then every single flip that changes the product changes the checksum).
+ * The left side is summed per tile (chk_part), rhs by a separate pass over A in the same
+ * parallel region (lowprec_gemm_check_rhs, rows in chunks): A is read twice, so a flip in A
+ * between the two reads is caught whichever comes first.  Output identity, per tile by the
+ * thread that computed it, right after the tile: the wrapping sum of the stored output row
+ * block (bytes or 32-bit patterns) == the sum of what the pipeline emitted (chk_out).
+ * After every tile ran, lowprec_gemm_check_finish: flags[i] |= 1 where the row's chk_part
+ * total differs from rhs[i]; flags[i] = 1 (accumulator) | 2 (output), 0 when clean. */
 static inline __attribute__((always_inline)) void lowprec_gemm_rhs_body(
     const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum, int64_t i0, int64_t i1,
     uint32_t *rhs) {
@@ -302,41 +314,54 @@ void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
                                     const int32_t *wsum, int64_t i0, int64_t i1, uint32_t *rhs);
 void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum,
                                  int64_t i0, int64_t i1, uint32_t *rhs);
+/* AVX-512: on the base-128 digit planes of wsum (lowprec_gemm_rhs_planes_avx512vnni). */
 void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
-                                       const int32_t *wsum, int64_t i0, int64_t i1,
+                                       const int8_t *planes, int64_t i0, int64_t i1,
                                        uint32_t *rhs);
-static inline __attribute__((always_inline)) void lowprec_gemm_check_rows_body(
-    const lowprec_gemm_u8s8_args *p, const uint32_t *rhs, int64_t i0, int64_t i1,
-    uint8_t *flags) {
-    const int64_t ns = p->tiles_n * LOWPREC_GEMM_CHK_LANES, n = p->n;
+int64_t lowprec_gemm_rhs_planes_size(int64_t k);
+void lowprec_gemm_rhs_planes_avx512vnni(int64_t k, const int32_t *wsum, int8_t *planes);
+/* Bytes of p->chk_w for p->isa and p->k, and its preparation from wsum (K int32): the digit
+ * planes on AVX-512 (built once per call, not once per row chunk), wsum itself elsewhere
+ * (size 0: chk_w = wsum). */
+int64_t lowprec_gemm_check_w_size(const lowprec_gemm_u8s8_args *p);
+void lowprec_gemm_check_w_prepare(const lowprec_gemm_u8s8_args *p, const int32_t *wsum,
+                                  void *dst);
+/* rhs[i] for rows [i0, i1) into p->chk_rhs, with the ISA's kernel. */
+void lowprec_gemm_check_rhs(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1);
+/* One tile's checks (p: the tile's copy with its slots): chk_part of rows [i0, i1) for the
+ * column tile of j0, and the stored output of rows i0..i1 - 1, columns j0..j1 - 1 against
+ * chk_out (flag 2). */
+static inline __attribute__((always_inline)) void lowprec_gemm_tile_check_body(
+    const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    uint32_t *part = p->chk_part + (j0 / p->nc) * p->m;
     for (int64_t i = i0; i < i1; i++) {
-        uint8_t f = 0;
-        if (p->chk_acc) {
-            uint32_t lhs = 0;
-            for (int64_t t = 0; t < ns; t++) lhs += p->chk_acc[i * ns + t];
-            if (lhs != rhs[i]) f |= 1;
+        const uint32_t *sa = p->chk_acc + (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
+        const uint32_t *so = p->chk_out + (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
+        uint32_t lhs = 0, want = 0, got = 0;
+        for (int l = 0; l < LOWPREC_GEMM_CHK_LANES; l++) {
+            lhs += sa[l];
+            want += so[l];
         }
-        if (p->chk_out) {
-            uint32_t want = 0, got = 0;
-            for (int64_t t = 0; t < ns; t++) want += p->chk_out[i * ns + t];
-            if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
-                const uint32_t *o = (const uint32_t *)p->out + i * p->ldo;
-                for (int64_t j = 0; j < n; j++) got += o[j];
-            } else {
-                const uint8_t *o = (const uint8_t *)p->out + i * p->ldo;
-                for (int64_t j = 0; j < n; j++) got += o[j];
-            }
-            if (got != want) f |= 2;
+        part[i] = lhs;
+        if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
+            const uint32_t *o = (const uint32_t *)p->out + i * p->ldo;
+            for (int64_t j = j0; j < j1; j++) got += o[j];
+        } else {
+            const uint8_t *o = (const uint8_t *)p->out + i * p->ldo;
+            for (int64_t j = j0; j < j1; j++) got += o[j];
         }
-        flags[i] = f;
+        if (got != want) __atomic_fetch_or(p->chk_flags + i, (uint8_t)2, __ATOMIC_RELAXED);
     }
 }
-void lowprec_gemm_check_rows_generic(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                     int64_t i0, int64_t i1, uint8_t *flags);
-void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                  int64_t i0, int64_t i1, uint8_t *flags);
-void lowprec_gemm_check_rows_avx512vnni(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                        int64_t i0, int64_t i1, uint8_t *flags);
+void lowprec_gemm_tile_check_generic(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1,
+                                     int64_t j0, int64_t j1);
+void lowprec_gemm_tile_check_avx2(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1,
+                                  int64_t j0, int64_t j1);
+void lowprec_gemm_tile_check_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0,
+                                        int64_t i1, int64_t j0, int64_t j1);
+/* After every tile and every rhs chunk: flags[i] |= 1 where sum_tn chk_part[tn * m + i] !=
+ * chk_rhs[i] (O(m * tiles_n), serial). */
+void lowprec_gemm_check_finish(const lowprec_gemm_u8s8_args *p);
 
 /* ---- dynamic quantization of activations (torch.ops.quantized.linear_dynamic's rule, measured
  * against torch 2.13: FBGEMM's legacy Quantize, = torch.quantize_per_tensor):

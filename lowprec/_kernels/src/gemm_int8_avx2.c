@@ -147,9 +147,9 @@ void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, con
 }
 
 LOWPREC_TARGET_AVX2
-void lowprec_gemm_check_rows_avx2(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                  int64_t i0, int64_t i1, uint8_t *flags) {
-    lowprec_gemm_check_rows_body(p, rhs, i0, i1, flags);
+void lowprec_gemm_tile_check_avx2(const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1,
+                                  int64_t j0, int64_t j1) {
+    lowprec_gemm_tile_check_body(p, i0, i1, j0, j1);
 }
 
 #endif /* LOWPREC_BUILD_AVX2 */

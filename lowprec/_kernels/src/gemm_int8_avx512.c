@@ -232,11 +232,9 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
             qm[h] = qb[h] = _mm512_setzero_ps();
         }
     }
-    /* the checksum slot's column tile, once per block (a 64-bit division per row cost ~1%) */
-    const int64_t tile_j = (p->chk_acc || p->chk_out) ? j0 / p->nc : 0;
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
-        const int64_t slot = (i * p->tiles_n + tile_j) * LOWPREC_GEMM_CHK_LANES;
+        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
         __m512i corr[2], raw[2];
         for (int h = 0; h < 2; h++) raw[h] = _mm512_loadu_si512((const void *)(c + r * 32 + 16 * h));
         if (p->chk_acc)
@@ -340,11 +338,11 @@ typedef struct {
     __m512i zp16, lo16, hi16, perm;
     int clamp, is_s8;
     const int32_t *rowsum; /* NULL: symmetric weights */
-    /* soft-error checksums (NULL: off), as pipeline_32 takes them: slot (i * tiles_n +
-     * tile_j) * LOWPREC_GEMM_CHK_LANES of row i, rw the accumulator checksum's column
+    /* soft-error checksums (NULL: off), as pipeline_32 takes them: the tile's slot
+     * (i - chk_i0) * LOWPREC_GEMM_CHK_LANES of row i, rw the accumulator checksum's column
      * weights */
     uint32_t *chk_acc, *chk_out;
-    int64_t tiles_n, tile_j;
+    int64_t chk_i0;
     __m512i rw[2];
 } q8_consts;
 
@@ -372,8 +370,7 @@ static void q8_setup(const lowprec_gemm_u8s8_args *p, int64_t j0, q8_consts *q) 
     q->rowsum = p->bzp ? p->rowsum : NULL;
     q->chk_acc = p->chk_acc;
     q->chk_out = p->chk_out;
-    q->tiles_n = p->tiles_n;
-    q->tile_j = (p->chk_acc || p->chk_out) ? j0 / p->nc : 0;
+    q->chk_i0 = p->chk_i0;
     for (int h = 0; h < 2; h++)
         q->rw[h] = p->chk_r ? _mm512_loadu_si512((const void *)(p->chk_r + j0 + 16 * h))
                             : _mm512_set1_epi32(1);
@@ -386,7 +383,7 @@ LOWPREC_TARGET_AVX512VNNI
 static inline __attribute__((always_inline)) void q8_row_checks(const q8_consts *q,
                                                                 const int32_t *c, int64_t i,
                                                                 __m512i sad, __mmask8 bytes) {
-    const int64_t slot = (i * q->tiles_n + q->tile_j) * LOWPREC_GEMM_CHK_LANES;
+    const int64_t slot = (i - q->chk_i0) * LOWPREC_GEMM_CHK_LANES;
     if (q->chk_acc)
         chk_add(q->chk_acc + slot,
                 _mm512_add_epi32(
@@ -608,28 +605,29 @@ void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int
  * vpmulld per 64 k: the check's cost at M = 64 was mostly this).  sum_p 2^7p d_p = u == wsum
  * (mod 2^32); vpdpbusd adds without saturating, so every lane wraps modulo 2^32 like the
  * reference, and the planes are combined by shifts before the one horizontal sum.  The digit
- * planes (5 k bytes, zero padded to a multiple of 64) live on the stack up to K = 4096. */
+ * planes (5 k bytes, zero padded to a multiple of 64) are built once per call
+ * (lowprec_gemm_rhs_planes_avx512vnni), then read by every chunk of rows. */
 #define RHS_PLANES 5
-#define RHS_STACK_K 4096
+int64_t lowprec_gemm_rhs_planes_size(int64_t k) { return RHS_PLANES * ((k + 63) / 64 * 64); }
+
 LOWPREC_TARGET_AVX512VNNI
-void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
-                                       const int32_t *wsum, int64_t i0, int64_t i1,
-                                       uint32_t *rhs) {
+void lowprec_gemm_rhs_planes_avx512vnni(int64_t k, const int32_t *wsum, int8_t *planes) {
     const int64_t kp = (k + 63) / 64 * 64;
-    int8_t stack_planes[RHS_PLANES * RHS_STACK_K] __attribute__((aligned(64)));
-    int8_t *planes = kp <= RHS_STACK_K ? stack_planes : (int8_t *)malloc((size_t)(RHS_PLANES * kp));
-    if (!planes) {
-        lowprec_gemm_check_rhs_generic(a, lda, k, wsum, i0, i1, rhs);
-        return;
-    }
     for (int64_t kk = 0; kk < kp; kk += 16) {
         const __mmask16 mk = kk + 16 <= k ? 0xffff : (kk < k ? (__mmask16)((1u << (k - kk)) - 1u) : 0);
         const __m512i u = _mm512_maskz_loadu_epi32(mk, wsum + kk);
         for (int q = 0; q < RHS_PLANES; q++)
-            _mm_store_si128((__m128i *)(planes + q * kp + kk),
-                            _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 7 * q),
-                                                                  _mm512_set1_epi32(127))));
+            _mm_storeu_si128((__m128i *)(planes + q * kp + kk),
+                             _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 7 * q),
+                                                                   _mm512_set1_epi32(127))));
     }
+}
+
+LOWPREC_TARGET_AVX512VNNI
+void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
+                                       const int8_t *planes, int64_t i0, int64_t i1,
+                                       uint32_t *rhs) {
+    const int64_t kp = (k + 63) / 64 * 64;
     for (int64_t i = i0; i < i1; i++) {
         const uint8_t *ar = a + i * lda;
         __m512i acc[RHS_PLANES];
@@ -647,52 +645,40 @@ void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t 
             t = _mm512_add_epi32(t, _mm512_slli_epi32(acc[q], 7 * q));
         rhs[i] = (uint32_t)_mm512_reduce_add_epi32(t);
     }
-    if (planes != stack_planes) free(planes);
 }
 
-/* Wrapping sum of the stored output row i: bytes through vpsadbw (8 sums of 8 bytes per 64),
- * 32-bit patterns through vpaddd; the same value as lowprec_gemm_check_rows_body's loop. */
+/* One tile's checks (lowprec_gemm_tile_check_body's values): the slot lanes by one horizontal
+ * sum per row, the stored block re-read with vpsadbw (bytes: 8 sums of 8 per 64) or vpaddd
+ * (32-bit patterns), masked loads for the last partial vector. */
 LOWPREC_TARGET_AVX512VNNI
-static uint32_t stored_row_sum(const lowprec_gemm_u8s8_args *p, int64_t i) {
-    const int64_t n = p->n;
-    int64_t j = 0;
-    uint32_t got = 0;
-    if (p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
-        const uint32_t *o = (const uint32_t *)p->out + i * p->ldo;
-        __m512i s = _mm512_setzero_si512();
-        for (; j + 16 <= n; j += 16) s = _mm512_add_epi32(s, _mm512_loadu_si512(o + j));
-        got = (uint32_t)_mm512_reduce_add_epi32(s);
-        for (; j < n; j++) got += o[j];
-    } else {
-        const uint8_t *o = (const uint8_t *)p->out + i * p->ldo;
-        __m512i s = _mm512_setzero_si512();
-        for (; j + 64 <= n; j += 64)
-            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(o + j), _mm512_setzero_si512()));
-        got = (uint32_t)_mm512_reduce_add_epi64(s);
-        for (; j < n; j++) got += o[j];
-    }
-    return got;
-}
-
-LOWPREC_TARGET_AVX512VNNI
-void lowprec_gemm_check_rows_avx512vnni(const lowprec_gemm_u8s8_args *p, const uint32_t *rhs,
-                                        int64_t i0, int64_t i1, uint8_t *flags) {
-    const int64_t ns = p->tiles_n * LOWPREC_GEMM_CHK_LANES; /* a multiple of 16 */
+void lowprec_gemm_tile_check_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0,
+                                        int64_t i1, int64_t j0, int64_t j1) {
+    uint32_t *part = p->chk_part + (j0 / p->nc) * p->m;
+    const int wide = p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32;
+    const int64_t n = j1 - j0;
     for (int64_t i = i0; i < i1; i++) {
-        uint8_t f = 0;
-        if (p->chk_acc) {
+        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
+        part[i] = (uint32_t)_mm512_reduce_add_epi32(_mm512_loadu_si512(p->chk_acc + slot));
+        const uint32_t want = (uint32_t)_mm512_reduce_add_epi32(_mm512_loadu_si512(p->chk_out + slot));
+        uint32_t got;
+        int64_t j = 0;
+        if (wide) {
+            const uint32_t *o = (const uint32_t *)p->out + i * p->ldo + j0;
             __m512i s = _mm512_setzero_si512();
-            for (int64_t t = 0; t < ns; t += 16)
-                s = _mm512_add_epi32(s, _mm512_loadu_si512(p->chk_acc + i * ns + t));
-            if ((uint32_t)_mm512_reduce_add_epi32(s) != rhs[i]) f |= 1;
-        }
-        if (p->chk_out) {
+            for (; j + 16 <= n; j += 16) s = _mm512_add_epi32(s, _mm512_loadu_si512(o + j));
+            if (j < n) s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32((__mmask16)((1u << (n - j)) - 1u), o + j));
+            got = (uint32_t)_mm512_reduce_add_epi32(s);
+        } else {
+            const uint8_t *o = (const uint8_t *)p->out + i * p->ldo + j0;
             __m512i s = _mm512_setzero_si512();
-            for (int64_t t = 0; t < ns; t += 16)
-                s = _mm512_add_epi32(s, _mm512_loadu_si512(p->chk_out + i * ns + t));
-            if ((uint32_t)_mm512_reduce_add_epi32(s) != stored_row_sum(p, i)) f |= 2;
+            for (; j + 64 <= n; j += 64)
+                s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(o + j), _mm512_setzero_si512()));
+            if (j < n)
+                s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (n - j))), o + j),
+                                                        _mm512_setzero_si512()));
+            got = (uint32_t)_mm512_reduce_add_epi64(s);
         }
-        flags[i] = f;
+        if (got != want) __atomic_fetch_or(p->chk_flags + i, (uint8_t)2, __ATOMIC_RELAXED);
     }
 }
 
