@@ -1,5 +1,7 @@
 """EmbeddingBag (lowprec.embedding): reference, torch parity, agnosticism, bad input."""
 
+import os
+import select
 import threading
 
 import ml_dtypes
@@ -290,6 +292,45 @@ def test_thread_count_does_not_matter(fmt):
            for n in (1, 2, 3)]
     for r in res[1:]:
         assert np.array_equal(r.view(np.uint32), res[0].view(np.uint32))
+
+
+@pytest.mark.parametrize("fmt", ["f16", "q8"])
+def test_team_thread_counts_in_any_order(fmt):
+    # The fast path's work-sharing team (src/embedding.c) keeps its helpers between calls: a
+    # call after one with more threads must use only its own count, with the same bits.
+    table, idx, lens, _ = _big_case(fmt, rows=3000)
+    idx = np.tile(idx, 4)
+    offs = np.arange(0, idx.size, 7)
+    want = embedding_bag(table, idx, offs, n_threads=1)
+    for n in (4, 2, 3, 1, 5, 2, 2):
+        got = embedding_bag(table, idx, offs, n_threads=n)
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), n
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_team_after_fork():
+    # A forked child has no helper threads (only the forking thread is copied): its 2-thread
+    # calls must still finish, with the same result.
+    table, idx, lens, _ = _big_case("q8", rows=3000)
+    idx = np.tile(idx, 4)
+    offs = np.arange(0, idx.size, 7)
+    want = embedding_bag(table, idx, offs, n_threads=2)  # the parent's helpers exist now
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        ok = 0
+        try:
+            got = embedding_bag(table, idx, offs, n_threads=2)
+            ok = int(np.array_equal(got, want))
+        finally:
+            os.write(w, bytes([ok]))
+            os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 60)
+    assert ready, "the forked child hung"
+    assert os.read(r, 1) == b"\x01"
+    os.close(r)
+    os.waitpid(pid, 0)
 
 
 def test_partition_balances_indices():

@@ -2,7 +2,8 @@
 #
 # The C kernels (src/embedding*.c) pool a range of bags serially.  Here the bags are cut into
 # chunks of about equal work (indices + bags, from the offsets prefix: a few long bags do not
-# unbalance the threads) and the chunks are taken dynamically by the OpenMP threads.  Each bag
+# unbalance the threads) and the chunks are taken dynamically by the threads of a work-sharing
+# team (src/embedding.c; an OpenMP region when the team is busy or unavailable).  Each bag
 # is computed by exactly one thread with the same code, so the output does not depend on the
 # thread count or the schedule.  Before any kernel runs, a serial pre-pass checks every index
 # (and the mapping entries they select): a bad index raises IndexError with `out` untouched.
@@ -27,6 +28,16 @@ cdef extern from *:
     }
     """
     int64_t lowprec_eb_next_chunk(int64_t *counter) nogil
+
+cdef extern from *:
+    """
+    /* embedding.c: run fn(ctx, c) for every chunk c on up to n_threads threads (-1: busy or
+     * unavailable, nothing was run). */
+    int lowprec_eb_team_run(int n_threads, int64_t n_chunks, void (*fn)(void *, int64_t),
+                            void *ctx);
+    """
+    int lowprec_eb_team_run(int n_threads, int64_t n_chunks,
+                            void (*fn)(void *, int64_t) noexcept nogil, void *ctx) nogil
 
 cdef extern from "embedding.h" nogil:
     ctypedef struct lowprec_eb_args:
@@ -71,7 +82,6 @@ cdef enum:
 # 0 = portable C, 1 = AVX2 (+FMA +F16C), 2 = AVX-512 F/BW/VL/DQ (sum / mean without weights,
 # mapping or padding; the other cases run the AVX2 kernel).
 cdef int _isa = 0
-
 FMT_F32, FMT_F16, FMT_BF16, FMT_Q8, FMT_Q4, FMT_Q2 = range(6)
 OUT_F32, OUT_F16, OUT_BF16 = range(3)
 MODE_SUM, MODE_MEAN, MODE_MAX = range(3)
@@ -212,6 +222,32 @@ cdef int64_t _check_args(const lowprec_eb_args *a) noexcept nogil:
     return lowprec_embedding_check_generic(a)
 
 
+# 2+ thread calls run on the team (embedding.c) unless this is off (_set_team: A/B benchmarks).
+cdef bint _use_team = True
+
+
+def _set_team(bint on):
+    """Run 2+ thread calls on the work-sharing team (True) or an OpenMP region (False)."""
+    global _use_team
+    _use_team = on
+
+
+ctypedef struct _TeamJob:
+    int isa
+    const lowprec_eb_args *a
+    const int64_t *bounds
+    const _SoftCheck *sc
+
+
+cdef void _team_chunk(void *ctx, int64_t c) noexcept nogil:
+    """Pool chunk ``c`` of a _TeamJob (lowprec_eb_team_run's callback)."""
+    cdef _TeamJob *j = <_TeamJob *>ctx
+    if j.sc != NULL:
+        _run_checked(j.isa, j.a, j.bounds[c], j.bounds[c + 1], j.sc)
+    else:
+        _run(j.isa, j.a, j.bounds[c], j.bounds[c + 1])
+
+
 cdef int64_t _pool_args(const lowprec_eb_args *a, int n_threads, bint check,
                         int64_t chunks_per_thread, const _SoftCheck *sc=NULL) except -2:
     """pool() on filled-in arguments: -1 after pooling, or the first bad index (nothing
@@ -240,21 +276,25 @@ cdef int64_t _pool_args(const lowprec_eb_args *a, int n_threads, bint check,
     if bounds == NULL:
         raise MemoryError()
     cdef int64_t next_chunk = 0
+    cdef _TeamJob job
+    job.isa = isa
+    job.a = a
+    job.sc = sc
+    job.bounds = bounds
     with nogil:
         lowprec_embedding_partition(a.offsets, n_bags, n_chunks, bounds)
-        # Chunks are taken from a shared counter inside one parallel region, whose end is the
-        # only barrier (a prange adds its loop's barrier before it).  Each barrier waits for
-        # the other thread: with the 2 cores shared by busy processes that is a scheduler
-        # slice, ~4 ms per barrier here (2048 x 32 x 128 8-bit rows at 2 threads: 11.7 ms per
-        # call with prange, 7.8 ms now, like PyTorch's single-region parallel_for).
-        with parallel(num_threads=n_threads):
-            c = lowprec_eb_next_chunk(&next_chunk)
-            while c < n_chunks:
-                if sc != NULL:
-                    _run_checked(isa, a, bounds[c], bounds[c + 1], sc)
-                else:
-                    _run(isa, a, bounds[c], bounds[c + 1])
+        # The team (embedding.c) waits only for chunks its helpers actually took, not for a
+        # helper the OS has not scheduled yet (an OpenMP region's end barrier does: 16 ms per
+        # call on the loaded 2-core machine).  The OpenMP region below is the fallback (another
+        # call already uses the team, or no POSIX threads).
+        if not _use_team or lowprec_eb_team_run(n_threads, n_chunks, _team_chunk, &job) != 0:
+            # Chunks are taken from a shared counter inside one parallel region, whose end is
+            # the only barrier (a prange adds its loop's barrier before it).
+            with parallel(num_threads=n_threads):
                 c = lowprec_eb_next_chunk(&next_chunk)
+                while c < n_chunks:
+                    _team_chunk(&job, c)
+                    c = lowprec_eb_next_chunk(&next_chunk)
     free(bounds)
     return -1
 
