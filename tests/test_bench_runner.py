@@ -174,8 +174,9 @@ def test_tiny_run_writes_every_output(tiny_run):
         assert r["unit"] == "GOP/s" and r["footprint"] > 0 and r["vs_fp32"] > 0
         assert 0 <= r["rel_l2"] < 0.2
     assert lin["numpy fp32"]["footprint"] == 4 * 32 * 128
+    # (the AVX2 int8 layout of this small 32 x 128 matrix is padded to the bf16 size)
     assert lin["lowprec int4"]["footprint"] < lin["lowprec int8"]["footprint"] \
-        < lin["lowprec bf16"]["footprint"] < lin["numpy fp32"]["footprint"]
+        <= lin["lowprec bf16"]["footprint"] < lin["numpy fp32"]["footprint"]
     emb = {r["precision"]: r for r in rows
            if r["operation"] == "embedding_bag" and r["library"] == "lowprec"}
     assert emb["fp32"]["rel_l2"] < 1e-6 < emb["8bit"]["rel_l2"] < emb["4bit"]["rel_l2"] \
