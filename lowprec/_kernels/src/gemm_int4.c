@@ -121,18 +121,21 @@ int lowprec_int4_tile(const lp_f32acc_args *p, int64_t t)
  * exact integers (D - z A in int32) and the same float32 steps, except that t * sa * s is two
  * rounded products and an add instead of a product and an fma (within the same bound). */
 
-void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
-                             int8_t *aq, float *asc, float *asm_, int isa)
+/* byte kg of row `row` in the permuted, 8-row interleaved layout (gemm_int4.h): k = 8u + j goes
+ * to byte pos[j] of its block (byte b holds k = 8u + {0,2,4,6,1,3,5,7}[b]) */
+static inline void lp_i8_put(int8_t *aq, int64_t k, int64_t row, int64_t kg, int8_t v)
 {
-#if LOWPREC_BUILD_AVX2
-    if (isa >= LOWPREC_ISA_AVX512VNNI && group % 16 == 0) {
-        lowprec_int4i8_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
-        return;
-    }
-#endif
-    (void)isa;
-    /* k = 8u + j goes to byte pos[j] of its block (byte b holds k = 8u + {0,2,4,6,1,3,5,7}[b]) */
     static const int pos[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    aq[(row / LP_I8_MR) * LP_I8_MR * k + (kg / 8) * 64 + (row % LP_I8_MR) * 8 + pos[kg & 7]] = v;
+}
+
+/* Both activation quantizers (gemm_int4.h), portable: per row and group, `digits` int8 rows.
+ * 1 (int8): |M| <= 127, M itself;  3 (int24): |M| <= LP_I24_MAX as balanced base-256 digits
+ * (low byte sign-extended, subtracted, divided by 256; the last digit is what remains). */
+static void int4_quantize_digits(const float *a, int64_t lda, int64_t m, int64_t k,
+                                 int64_t group, int8_t *aq, float *asc, float *asm_, int digits)
+{
+    const int32_t qmax = digits == 1 ? 127 : LP_I24_MAX;
     int64_t ng = k / group;
     for (int64_t i = 0; i < m; i++) {
         const float *ai = a + i * lda;
@@ -145,77 +148,54 @@ void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, 
                 if (!(v <= 3.4028235e38f)) finite = 0; /* inf or NaN */
                 if (v > amax) amax = v;
             }
-            float sa = amax / 127.0f;
-            int32_t sum = 0;
-            for (int64_t kk = 0; kk < group; kk++) {
-                int32_t v = 0;
-                if (finite && sa != 0.0f) {
-                    float r = nearbyintf(x[kk] / sa);
-                    v = r > 127.0f ? 127 : (r < -127.0f ? -127 : (int32_t)r);
-                }
-                sum += v;
-                int64_t kg = g * group + kk;
-                aq[(i / LP_I8_MR) * LP_I8_MR * k + (kg / 8) * 64 + (i % LP_I8_MR) * 8 + pos[kg & 7]] =
-                    (int8_t)v;
-            }
-            asc[i * ng + g] = finite ? sa : __builtin_nanf("");
-            asm_[i * ng + g] = (float)sum;
-        }
-    }
-}
-
-static inline void lp_i8_put(int8_t *aq, int64_t k, int64_t row, int64_t kg, int8_t v)
-{
-    /* byte kg of row `row` in the permuted, 8-row interleaved layout (gemm_int4.h) */
-    static const int pos[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-    aq[(row / LP_I8_MR) * LP_I8_MR * k + (kg / 8) * 64 + (row % LP_I8_MR) * 8 + pos[kg & 7]] = v;
-}
-
-void lowprec_int4i24_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
-                              int8_t *aq, float *asc, float *asm_, int isa)
-{
-#if LOWPREC_BUILD_AVX2
-    if (isa >= LOWPREC_ISA_AVX512VNNI && group % 16 == 0) {
-        lowprec_int4i24_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
-        return;
-    }
-#endif
-    (void)isa;
-    int64_t ng = k / group;
-    for (int64_t i = 0; i < m; i++) {
-        const float *ai = a + i * lda;
-        for (int64_t g = 0; g < ng; g++) {
-            const float *x = ai + g * group;
-            float amax = 0.0f;
-            int finite = 1;
-            for (int64_t kk = 0; kk < group; kk++) {
-                float v = fabsf(x[kk]);
-                if (!(v <= 3.4028235e38f)) finite = 0;
-                if (v > amax) amax = v;
-            }
-            float sa = amax / (float)LP_I24_MAX;
+            float sa = amax / (float)qmax;
             int32_t sum[3] = {0, 0, 0};
             for (int64_t kk = 0; kk < group; kk++) {
                 int32_t v = 0;
                 if (finite && sa != 0.0f) {
                     float r = nearbyintf(x[kk] / sa);
-                    v = r > (float)LP_I24_MAX ? LP_I24_MAX
-                                              : (r < -(float)LP_I24_MAX ? -LP_I24_MAX : (int32_t)r);
+                    v = r > (float)qmax ? qmax : (r < -(float)qmax ? -qmax : (int32_t)r);
                 }
-                int32_t d0 = (int8_t)(uint8_t)(v & 255), v1 = (v - d0) / 256;
-                int32_t d1 = (int8_t)(uint8_t)(v1 & 255), d2 = (v1 - d1) / 256;
-                const int32_t d[3] = {d0, d1, d2};
-                for (int r = 0; r < 3; r++) {
-                    sum[r] += d[r];
-                    lp_i8_put(aq, k, 3 * i + r, g * group + kk, (int8_t)d[r]);
+                for (int r = 0; r < digits; r++) {
+                    const int32_t d = r < digits - 1 ? (int8_t)(uint8_t)(v & 255) : v;
+                    v = (v - d) / 256;
+                    sum[r] += d;
+                    lp_i8_put(aq, k, digits * i + r, g * group + kk, (int8_t)d);
                 }
             }
-            for (int r = 0; r < 3; r++) {
-                asc[(3 * i + r) * ng + g] = finite ? sa * (float)(1 << (8 * r)) : __builtin_nanf("");
-                asm_[(3 * i + r) * ng + g] = (float)sum[r];
+            for (int r = 0; r < digits; r++) {
+                asc[(digits * i + r) * ng + g] =
+                    finite ? sa * (float)(1 << (8 * r)) : __builtin_nanf("");
+                asm_[(digits * i + r) * ng + g] = (float)sum[r];
             }
         }
     }
+}
+
+static void int4_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                          int8_t *aq, float *asc, float *asm_, int isa, int digits)
+{
+#if LOWPREC_BUILD_AVX2
+    if (isa >= LOWPREC_ISA_AVX512VNNI && group % 16 == 0) {
+        if (digits == 1) lowprec_int4i8_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
+        else lowprec_int4i24_quantize_avx512(a, lda, m, k, group, aq, asc, asm_);
+        return;
+    }
+#endif
+    (void)isa;
+    int4_quantize_digits(a, lda, m, k, group, aq, asc, asm_, digits);
+}
+
+void lowprec_int4i8_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                             int8_t *aq, float *asc, float *asm_, int isa)
+{
+    int4_quantize(a, lda, m, k, group, aq, asc, asm_, isa, 1);
+}
+
+void lowprec_int4i24_quantize(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                              int8_t *aq, float *asc, float *asm_, int isa)
+{
+    int4_quantize(a, lda, m, k, group, aq, asc, asm_, isa, 3);
 }
 
 void lowprec_int4i24_combine(const float *y, int64_t m, int64_t n, const float *bias, float *out,

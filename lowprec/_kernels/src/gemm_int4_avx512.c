@@ -87,18 +87,27 @@ LOWPREC_TARGET_AVX512VNNI void lowprec_int4_gemv_avx512(const lp_f32acc_args *p,
  * touched once per group, they would otherwise take 16 of the 32 zmm). */
 #include <float.h>
 
-LOWPREC_TARGET_AVX512VNNI void lowprec_int4i8_quantize_avx512(const float *a, int64_t lda,
-                                                               int64_t m, int64_t k, int64_t group,
-                                                               int8_t *aq, float *asc, float *asm_)
+/* Both activation quantizers (gemm_int4.h; `digits` int8 rows per row: 1 for int8, 3 for
+ * int24), with the same results as the portable loop (gemm_int4.c): IEEE division, cvtps2dq
+ * rounds to nearest even like nearbyintf; balanced base-256 digits (low byte sign-extended,
+ * subtracted, arithmetic shift; the last digit is what remains).  Needs group % 16 == 0. */
+static inline __attribute__((always_inline)) LOWPREC_TARGET_AVX512VNNI void
+int4_quantize_digits_avx512(const float *a, int64_t lda, int64_t m, int64_t k, int64_t group,
+                            int8_t *aq, float *asc, float *asm_, const int digits)
 {
-    /* same results as the portable loop (gemm_int4.c): IEEE division, cvtps2dq rounds to
-     * nearest even like nearbyintf; needs group % 16 == 0 */
+    const int32_t qmax = digits == 1 ? 127 : LP_I24_MAX;
     const __m512 big = _mm512_set1_ps(FLT_MAX);
-    const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+    const __m512i lim = _mm512_set1_epi32(qmax), nlim = _mm512_set1_epi32(-qmax);
     const __m128i perm = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
     int64_t ng = k / group;
     for (int64_t i = 0; i < m; i++) {
         const float *ai = a + i * lda;
+        /* 8 bytes (one k step) per 64-byte line of each digit row's block */
+        int8_t *dst[3];
+        for (int r = 0; r < digits; r++) {
+            const int64_t row = digits * i + r;
+            dst[r] = aq + (row / LP_I8_MR) * LP_I8_MR * k + (row % LP_I8_MR) * 8;
+        }
         for (int64_t g = 0; g < ng; g++) {
             const float *x = ai + g * group;
             __m512 mx = _mm512_setzero_ps();
@@ -108,87 +117,49 @@ LOWPREC_TARGET_AVX512VNNI void lowprec_int4i8_quantize_avx512(const float *a, in
                 bad |= _mm512_cmp_ps_mask(v, big, _CMP_NLE_UQ); /* inf or NaN */
                 mx = _mm512_max_ps(mx, v);
             }
-            float amax = _mm512_reduce_max_ps(mx);
-            float sa = amax / 127.0f;
-            /* 8 bytes (one k step) per 64-byte line of the row block */
-            int8_t *dst = aq + (i / LP_I8_MR) * LP_I8_MR * k + (i % LP_I8_MR) * 8 + g * group * 8;
-            __m512i sum = _mm512_setzero_si512();
-            if (bad || sa == 0.0f) {
-                for (int64_t kk = 0; kk < group; kk += 8) memset(dst + kk * 8, 0, 8);
-            } else {
-                const __m512 sv = _mm512_set1_ps(sa);
-                for (int64_t kk = 0; kk < group; kk += 16) {
-                    __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(x + kk), sv));
-                    q = _mm512_max_epi32(_mm512_min_epi32(q, lim), nlim);
-                    sum = _mm512_add_epi32(sum, q);
-                    __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(q), perm);
-                    _mm_storel_epi64((__m128i *)(dst + kk * 8), b);
-                    _mm_storel_epi64((__m128i *)(dst + kk * 8 + 64), _mm_unpackhi_epi64(b, b));
-                }
-            }
-            asc[i * ng + g] = bad ? __builtin_nanf("") : sa;
-            asm_[i * ng + g] = (float)_mm512_reduce_add_epi32(sum);
-        }
-    }
-}
-
-/* activations="int24" (gemm_int4.h): the int8 quantizer's steps with LP_I24_MAX, then three
- * balanced base-256 digits (low byte sign-extended, subtracted, arithmetic shift), one int8 row
- * each; same results as the portable loop (gemm_int4.c).  Needs group % 16 == 0. */
-LOWPREC_TARGET_AVX512VNNI void lowprec_int4i24_quantize_avx512(const float *a, int64_t lda,
-                                                                int64_t m, int64_t k, int64_t group,
-                                                                int8_t *aq, float *asc, float *asm_)
-{
-    const __m512 big = _mm512_set1_ps(FLT_MAX);
-    const __m512i lim = _mm512_set1_epi32(LP_I24_MAX), nlim = _mm512_set1_epi32(-LP_I24_MAX);
-    const __m128i perm = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-    int64_t ng = k / group;
-    for (int64_t i = 0; i < m; i++) {
-        const float *ai = a + i * lda;
-        int8_t *dst[3];
-        for (int r = 0; r < 3; r++) {
-            const int64_t row = 3 * i + r;
-            dst[r] = aq + (row / LP_I8_MR) * LP_I8_MR * k + (row % LP_I8_MR) * 8;
-        }
-        for (int64_t g = 0; g < ng; g++) {
-            const float *x = ai + g * group;
-            __m512 mx = _mm512_setzero_ps();
-            __mmask16 bad = 0;
-            for (int64_t kk = 0; kk < group; kk += 16) {
-                __m512 v = _mm512_abs_ps(_mm512_loadu_ps(x + kk));
-                bad |= _mm512_cmp_ps_mask(v, big, _CMP_NLE_UQ);
-                mx = _mm512_max_ps(mx, v);
-            }
-            float sa = _mm512_reduce_max_ps(mx) / (float)LP_I24_MAX;
+            float sa = _mm512_reduce_max_ps(mx) / (float)qmax;
             __m512i sum[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
             if (bad || sa == 0.0f) {
-                for (int r = 0; r < 3; r++)
+                for (int r = 0; r < digits; r++)
                     for (int64_t kk = 0; kk < group; kk += 8) memset(dst[r] + (g * group + kk) * 8, 0, 8);
             } else {
                 const __m512 sv = _mm512_set1_ps(sa);
                 for (int64_t kk = 0; kk < group; kk += 16) {
                     __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(x + kk), sv));
                     q = _mm512_max_epi32(_mm512_min_epi32(q, lim), nlim);
-                    __m512i d[3];
-                    d[0] = _mm512_srai_epi32(_mm512_slli_epi32(q, 24), 24);
-                    const __m512i q1 = _mm512_srai_epi32(_mm512_sub_epi32(q, d[0]), 8);
-                    d[1] = _mm512_srai_epi32(_mm512_slli_epi32(q1, 24), 24);
-                    d[2] = _mm512_srai_epi32(_mm512_sub_epi32(q1, d[1]), 8);
-                    for (int r = 0; r < 3; r++) {
-                        sum[r] = _mm512_add_epi32(sum[r], d[r]);
-                        __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(d[r]), perm);
+                    for (int r = 0; r < digits; r++) {
+                        const __m512i d =
+                            r < digits - 1 ? _mm512_srai_epi32(_mm512_slli_epi32(q, 24), 24) : q;
+                        q = _mm512_srai_epi32(_mm512_sub_epi32(q, d), 8);
+                        sum[r] = _mm512_add_epi32(sum[r], d);
+                        __m128i b = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(d), perm);
                         int8_t *o = dst[r] + (g * group + kk) * 8;
                         _mm_storel_epi64((__m128i *)o, b);
                         _mm_storel_epi64((__m128i *)(o + 64), _mm_unpackhi_epi64(b, b));
                     }
                 }
             }
-            for (int r = 0; r < 3; r++) {
-                asc[(3 * i + r) * ng + g] = bad ? __builtin_nanf("") : sa * (float)(1 << (8 * r));
-                asm_[(3 * i + r) * ng + g] = (float)_mm512_reduce_add_epi32(sum[r]);
+            for (int r = 0; r < digits; r++) {
+                asc[(digits * i + r) * ng + g] = bad ? __builtin_nanf("") : sa * (float)(1 << (8 * r));
+                asm_[(digits * i + r) * ng + g] = (float)_mm512_reduce_add_epi32(sum[r]);
             }
         }
     }
+}
+
+LOWPREC_TARGET_AVX512VNNI void lowprec_int4i8_quantize_avx512(const float *a, int64_t lda,
+                                                               int64_t m, int64_t k, int64_t group,
+                                                               int8_t *aq, float *asc, float *asm_)
+{
+    int4_quantize_digits_avx512(a, lda, m, k, group, aq, asc, asm_, 1);
+}
+
+/* activations="int24" (gemm_int4.h): three digit rows per row */
+LOWPREC_TARGET_AVX512VNNI void lowprec_int4i24_quantize_avx512(const float *a, int64_t lda,
+                                                                int64_t m, int64_t k, int64_t group,
+                                                                int8_t *aq, float *asc, float *asm_)
+{
+    int4_quantize_digits_avx512(a, lda, m, k, group, aq, asc, asm_, 3);
 }
 
 /* acc += dot4(u8 w, s8 broadcast of the dword at ptr): inline asm because GCC's register
