@@ -106,46 +106,48 @@ static inline __attribute__((always_inline)) void kernel_small(const int MR, con
 
 /* 3..8 rows: 2 named accumulators per row. */
 #define LP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
-LOWPREC_TARGET_AVX512VNNI
-static inline __attribute__((always_inline)) void kernel_big(const int MR, const int NZ,
-                                                             int64_t k, const uint8_t *a,
-                                                             ptrdiff_t lda, const int8_t *b,
-                                                             int32_t *c) {
+#define LP_ROWS_WITH(X, A) X(0, A) X(1, A) X(2, A) X(3, A) X(4, A) X(5, A) X(6, A) X(7, A)
+/* The pieces of the 3..8-row kernels (kernel_big, kernel_q8), file-wide: row r's accumulators
+ * and A pointer; one k step of row r whose 4 A bytes AQ(a_r) gives (the full steps' LP_AQ_QUAD
+ * at step q, the last k mod 4 bytes' LP_AQ_TAIL); the k tail and the store of the tile. */
 #define LP_DECL(r)                                                                                \
     __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();                  \
     const uint8_t *a##r = a + (MR > r ? r : 0) * lda;
-    LP_ROWS(LP_DECL)
-#undef LP_DECL
-    const int64_t kq = k >> 2;
-#define LP_STEP(r)                                                                                \
+#define LP_STEP(r, AQ)                                                                            \
     if (MR > r) {                                                                                 \
         const __m512i av = _mm512_set1_epi32(AQ(a##r));                                           \
         c##r##0 = dpbusd(c##r##0, av, b0);                                                       \
         if (NZ > 1) c##r##1 = dpbusd(c##r##1, av, b1);                                           \
     }
-    for (int64_t q = 0; q < kq; q++) {
-        const __m512i b0 = _mm512_loadu_si512((const void *)b);
-        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
-        b += 128;
-#define AQ(p) load_quad((p) + 4 * q)
-        LP_ROWS(LP_STEP)
-#undef AQ
-    }
-    if (k & 3) {
-        const __m512i b0 = _mm512_loadu_si512((const void *)b);
-        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
-#define AQ(p) load_tail((p) + 4 * kq, k & 3)
-        LP_ROWS(LP_STEP)
-#undef AQ
-    }
-#undef LP_STEP
+#define LP_AQ_QUAD(p) load_quad((p) + 4 * q)
+#define LP_AQ_TAIL(p) load_tail((p) + 4 * kq, k & 3)
 #define LP_STORE(r)                                                                               \
     if (MR > r) {                                                                                 \
         _mm512_storeu_si512((void *)(c + r * NR), c##r##0);                                       \
         if (NZ > 1) _mm512_storeu_si512((void *)(c + r * NR + 16), c##r##1);                      \
     }
+#define LP_TAIL_AND_STORE()                                                                       \
+    if (k & 3) {                                                                                  \
+        const __m512i b0 = _mm512_loadu_si512((const void *)b);                                   \
+        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));                            \
+        LP_ROWS_WITH(LP_STEP, LP_AQ_TAIL)                                                         \
+    }                                                                                             \
     LP_ROWS(LP_STORE)
-#undef LP_STORE
+
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) void kernel_big(const int MR, const int NZ,
+                                                             int64_t k, const uint8_t *a,
+                                                             ptrdiff_t lda, const int8_t *b,
+                                                             int32_t *c) {
+    LP_ROWS(LP_DECL)
+    const int64_t kq = k >> 2;
+    for (int64_t q = 0; q < kq; q++) {
+        const __m512i b0 = _mm512_loadu_si512((const void *)b);
+        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
+        b += 128;
+        LP_ROWS_WITH(LP_STEP, LP_AQ_QUAD)
+    }
+    LP_TAIL_AND_STORE()
 }
 
 #define LP_DISPATCH(NZ)                                                                           \
@@ -468,29 +470,17 @@ static inline __attribute__((always_inline)) int kernel_q8(
     const int MR, int64_t k, const uint8_t *a, ptrdiff_t lda, const int8_t *b, int32_t *c,
     const q8_pending *pd, uint8_t *out, int64_t ldo) {
     const int NZ = 2;
-#define LP_DECL(r)                                                                                \
-    __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();                  \
-    const uint8_t *a##r = a + (MR > r ? r : 0) * lda;
     LP_ROWS(LP_DECL)
-#undef LP_DECL
     const int64_t kq = k >> 2;
     int bad = 0;
-#define LP_STEP(r)                                                                                \
-    if (MR > r) {                                                                                 \
-        const __m512i av = _mm512_set1_epi32(AQ(a##r));                                           \
-        c##r##0 = dpbusd(c##r##0, av, b0);                                                       \
-        if (NZ > 1) c##r##1 = dpbusd(c##r##1, av, b1);                                           \
-    }
     int64_t q0 = 0;
     for (int s = 0; s < 4; s++) {
         const int64_t q1 = kq * (s + 1) / 4;
-        for (int64_t qq = q0; qq < q1; qq++) {
+        for (int64_t q = q0; q < q1; q++) {
             const __m512i b0 = _mm512_loadu_si512((const void *)b);
             const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
             b += 128;
-#define AQ(p) load_quad((p) + 4 * qq)
-            LP_ROWS(LP_STEP)
-#undef AQ
+            LP_ROWS_WITH(LP_STEP, LP_AQ_QUAD)
         }
         q0 = q1;
         if (pd && 2 * s < pd->m) {
@@ -501,21 +491,7 @@ static inline __attribute__((always_inline)) int kernel_q8(
                 bad |= 1 << s;
         }
     }
-    if (k & 3) {
-        const __m512i b0 = _mm512_loadu_si512((const void *)b);
-        const __m512i b1 = _mm512_loadu_si512((const void *)(b + 64));
-#define AQ(p) load_tail((p) + 4 * kq, k & 3)
-        LP_ROWS(LP_STEP)
-#undef AQ
-    }
-#undef LP_STEP
-#define LP_STORE(r)                                                                               \
-    if (MR > r) {                                                                                 \
-        _mm512_storeu_si512((void *)(c + r * NR), c##r##0);                                       \
-        _mm512_storeu_si512((void *)(c + r * NR + 16), c##r##1);                                  \
-    }
-    LP_ROWS(LP_STORE)
-#undef LP_STORE
+    LP_TAIL_AND_STORE()
     return bad;
 }
 
