@@ -322,7 +322,9 @@ def _execute(p, out_cols, out_fmt, n_threads, check=False, soft=None):
     extra = {}
     if soft is not None:
         checks, flags, inject = soft
-        extra = dict(row_checks=checks, flags=flags)
+        # Float tables' checksums are 4 bits per row, quantized tables' (sum, abs_sum) pairs.
+        kind = "row_nibbles" if checks.dtype == np.uint8 else "row_checks"
+        extra = {kind: checks, "flags": flags}
         if inject is not None:
             extra.update(inject_bag=inject[0], inject_byte=inject[1], inject_bit=inject[2])
     bad = _embedding.pool(
@@ -409,13 +411,16 @@ def embedding_bag(table, indices, offsets=None, *, lengths=None, mode="sum",
         Defaults to ``out.dtype`` when ``out`` is given.
     n_threads : int, optional
     check : {"off", "raise", "report"}, default "off"
-        Soft-error check (sum and mean): every bag's output sum is verified against per-row
-        checksums of the table (``lowprec.embedding_checks``, docs/soft_errors.md) with a
-        rigorous float32 tolerance, so a correct result is never flagged.  "raise" raises
-        ``lowprec.SoftErrorDetected`` naming the failed bags; "report" returns ``(out, flags)``.
-    checksums : ndarray (R, 2) of float32, optional
-        The table's row checksums; default ``table.row_checksums`` for quantized tables (taken
-        when quantized).  Float tables need them: ``embedding_checks.row_checksums(table)``.
+        Soft-error check (sum and mean): every bag is verified against per-row checksums of
+        the table (``lowprec.embedding_checks``, docs/soft_errors.md): quantized tables by
+        the bag's output sum within a rigorous float32 tolerance, float tables by exact byte
+        sums of the rows and a bit-for-bit check of the stored output; a correct result is
+        never flagged.  "raise" raises ``lowprec.SoftErrorDetected`` naming the failed bags;
+        "report" returns ``(out, flags)``.
+    checksums : ndarray, optional
+        The table's row checksums: default ``table.row_checksums`` for quantized tables
+        (float32 ``(R, 2)``, taken when quantized).  Float tables need them:
+        ``embedding_checks.row_checksums(table)`` (uint8, 4 bits per row).
 
     Returns
     -------

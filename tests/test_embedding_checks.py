@@ -41,39 +41,57 @@ def _codes(table):
 
 
 def _reference_checksums(table):
-    """(sum, abs_sum) per row from the definition, in NumPy float64."""
-    if isinstance(table, RowwiseQuantizedTable):
-        q = _codes(table).sum(axis=1).astype(np.float64)
-        s = table.scale.astype(np.float64)
-        b = table.bias.astype(np.float64)
-        total = s * q + table.dim * b
-        bound = np.abs(s) * q + table.dim * np.abs(b)
-    else:
-        v = table.astype(np.float64)
-        total = v.sum(axis=1)
-        bound = np.abs(v).sum(axis=1)
+    """(sum, abs_sum) per row of a quantized table from the definition, in NumPy float64."""
+    q = _codes(table).sum(axis=1).astype(np.float64)
+    s = table.scale.astype(np.float64)
+    b = table.bias.astype(np.float64)
+    total = s * q + table.dim * b
+    bound = np.abs(s) * q + table.dim * np.abs(b)
     return total, bound
 
 
-@pytest.mark.parametrize("kind", ["f32", "f16", "bf16", 8, 4, 2])
+def _reference_nibbles(table):
+    """Each row's signed byte sum mod 15, two rows per byte (row 2i low), in NumPy."""
+    rows = np.ascontiguousarray(table).view(np.int8).reshape(len(table), -1)
+    c = rows.astype(np.int64).sum(axis=1) % 15  # Python-style mod: 0..14
+    c = np.concatenate([c, [0] * (len(c) % 2)]).astype(np.uint8)
+    return c[0::2] | (c[1::2] << 4)
+
+
+@pytest.mark.parametrize("kind", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("rows", [1, 2, 57])
+@pytest.mark.parametrize("dim", [1, 3, 7, 16, 65, 163])
+def test_float_row_checksums_match_numpy(kind, rows, dim):
+    rng = np.random.default_rng(dim)
+    x = rng.uniform(-3, 5, (rows, dim)).astype(np.float32)
+    x[0, 0] = np.nan
+    table = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
+    cs = row_checksums(table)
+    assert cs.dtype == np.uint8 and cs.shape == ((rows + 1) // 2,)
+    np.testing.assert_array_equal(cs, _reference_nibbles(table))
+    out = np.empty_like(cs)
+    assert row_checksums(table, out=out, n_threads=2) is out
+    np.testing.assert_array_equal(out, cs)
+    # Any row stride: a column slice of a wider table.
+    wide = np.concatenate([table, table[:, :1]], axis=1)[:, :dim]
+    np.testing.assert_array_equal(row_checksums(wide), cs)
+
+
+@pytest.mark.parametrize("kind", [8, 4, 2])
 @pytest.mark.parametrize("dim", [1, 3, 7, 16, 65, 163])
 def test_row_checksums_match_numpy(kind, dim):
     rng = np.random.default_rng(dim)
     x = rng.uniform(-3, 5, (57, dim)).astype(np.float32)
-    if kind in ("f32", "f16", "bf16"):
-        table = x.astype({"f32": np.float32, "f16": np.float16, "bf16": BF16}[kind])
-    else:
-        table = quantize_rowwise(x, bits=kind, row_checksums=True)
+    table = quantize_rowwise(x, bits=kind, row_checksums=True)
     cs = row_checksums(table)
     total, bound = _reference_checksums(table)
     # The sum is rounded to nearest from a double that is within a few double ulps of exact.
     np.testing.assert_allclose(cs[:, 0], total, rtol=2 ** -23, atol=0)
     assert np.all(cs[:, 1].astype(np.float64) >= bound * (1 - 2 ** -50))
     np.testing.assert_array_equal(cs[:, 1], _round_up_f32(bound))
-    if isinstance(table, RowwiseQuantizedTable):
-        # Taken during quantization (fused in the chunk loop): the same values.
-        np.testing.assert_array_equal(table.row_checksums, cs)
-        assert not table.row_checksums.flags.writeable
+    # Taken during quantization (fused in the chunk loop): the same values.
+    np.testing.assert_array_equal(table.row_checksums, cs)
+    assert not table.row_checksums.flags.writeable
 
 
 def test_nbit_padding_bits_are_ignored():
@@ -234,11 +252,97 @@ def test_float_table_value_flips_and_output_flips_are_caught():
 
 
 def test_nonfinite_rows_flag_the_bags_that_use_them():
+    """Quantized tables: a bag whose checksum sum is not finite cannot be verified."""
+    x = np.ones((4, 3), np.float32)
+    t = quantize_rowwise(x, bits=8, row_checksums=True)
+    t.data.base[2, 3:7] = np.frombuffer(np.float32(np.inf).tobytes(), np.uint8)  # a scale
+    _, flags = embedding_bag(t, [[0, 1], [2, 3], [3, 3]], check="report")
+    assert flags.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16])
+def test_float_tables_verify_nonfinite_values_exactly(isa, dtype):
+    """Float tables' check is on the bytes: rows holding inf or NaN verify like any other, and
+    a flip in them is still caught."""
     x = np.ones((4, 3), np.float32)
     x[2, 1] = np.inf
-    cs = row_checksums(x)
-    _, flags = embedding_bag(x, [[0, 1], [2, 3], [3, 3]], check="report", checksums=cs)
-    assert flags.tolist() == [False, True, False]
+    x[1, 0] = np.nan
+    t = x.astype(dtype)
+    cs = row_checksums(t)
+    idx = [[0, 1], [2, 3], [3, 3]]
+    out, flags = embedding_bag(t, idx, check="report", checksums=cs)
+    assert not flags.any()
+    np.testing.assert_array_equal(out, embedding_bag(t, idx))
+    t.view(np.uint8)[2, 0] ^= 1
+    assert embedding_bag(t, idx, check="report", checksums=cs)[1].tolist() == [False, True, False]
+
+
+def _flip_users(idx, row):
+    """Bags that use `row` a number of times that is not a multiple of 15 (those catch it)."""
+    return ((idx == row).sum(axis=1) % 15) != 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16])
+@pytest.mark.parametrize("dim", [5, 16, 64, 300])
+def test_every_single_bit_flip_of_a_float_row_is_caught(isa, dtype, dim):
+    """Each bit of a row (every byte, every bit position): exactly the bags reading the row
+    are flagged, on the fused AVX-512 path (sum, mean), the generic path (per-sample weights)
+    and every output format."""
+    rng = np.random.default_rng(dim)
+    t = rng.standard_normal((50, dim)).astype(dtype)
+    cs = row_checksums(t)
+    idx = rng.integers(0, 50, (40, 9))
+    idx[3, :3] = idx[3, 3]  # a row used 4 times in one bag
+    row = int(idx[3, 3])
+    users = _flip_users(idx, row)
+    raw = t.view(np.uint8)
+    nbytes = raw.shape[1]
+    w = rng.uniform(-1, 1, idx.shape).astype(np.float32)
+    kinds = [{}, {"mode": "mean", "out_dtype": np.float16}, {"per_sample_weights": w},
+             {"out_dtype": BF16}]
+    for k, byte in enumerate(range(0, nbytes, max(1, nbytes // 23))):
+        for bit in range(8):
+            raw[row, byte] ^= np.uint8(1 << bit)
+            try:
+                _, flags = embedding_bag(t, idx, check="report", checksums=cs,
+                                         **kinds[(k + bit) % len(kinds)])
+            finally:
+                raw[row, byte] ^= np.uint8(1 << bit)
+            np.testing.assert_array_equal(flags, users, err_msg=f"byte {byte} bit {bit}")
+
+
+def test_float_check_blind_spot_is_fifteen_copies(isa):
+    """The documented limit: a flip in a row used 15 times in one bag moves its byte sum by a
+    multiple of 15 (bag_check.h).  14 or 16 copies are caught."""
+    t = np.random.default_rng(0).uniform(-1, 1, (8, 16)).astype(np.float32)
+    cs = row_checksums(t)
+    t.view(np.uint8)[5, 7] ^= 0x40
+    idx = [5] * 14 + [5] * 15 + [5] * 16 + [1] * 15
+    flags = embedding_bag(t, idx, [0, 14, 29, 45], check="report", checksums=cs)[1]
+    assert flags.tolist() == [True, False, True, False]
+
+
+def test_float_check_long_bags_and_corrupted_checksums(isa):
+    """A bag longer than the kernel's 65536-entry blocks of byte sums; a flipped bit of the
+    stored checksums fails exactly the bags that read that row."""
+    rng = np.random.default_rng(1)
+    t = rng.uniform(-1, 1, (1000, 32)).astype(np.float16)
+    cs = row_checksums(t)
+    idx = rng.integers(0, 1000, 150_000)
+    offsets = np.array([0, 10, 140_000])
+    out, flags = embedding_bag(t, idx, offsets, check="report", checksums=cs)
+    assert not flags.any()
+    np.testing.assert_array_equal(out, embedding_bag(t, idx, offsets))
+    row = int(idx[140_000 + 7])  # used by the last bag at least
+    t.view(np.uint8)[row, 3] ^= 0x10
+    _, flags = embedding_bag(t, idx, offsets, check="report", checksums=cs)
+    t.view(np.uint8)[row, 3] ^= 0x10
+    bags = np.split(idx, offsets[1:])
+    np.testing.assert_array_equal(flags, [(b == row).sum() % 15 != 0 for b in bags])
+    bad = cs.copy()
+    bad[row // 2] ^= np.uint8(1 << (4 * (row % 2)))
+    _, flags = embedding_bag(t, idx, offsets, check="report", checksums=bad)
+    np.testing.assert_array_equal(flags, [(b == row).sum() % 15 != 0 for b in bags])
 
 
 def test_raise_names_the_bags():
@@ -248,7 +352,7 @@ def test_raise_names_the_bags():
     out = embedding_bag(x, idx, check="raise", checksums=cs)
     np.testing.assert_array_equal(out, embedding_bag(x, idx))
     cs_bad = cs.copy()
-    cs_bad[2, 0] += 1.0  # a corrupted stored checksum (or, equally, a corrupted row 2)
+    cs_bad[1] ^= np.uint8(1)  # row 2's stored checksum (or, equally, row 2) corrupted
     with pytest.raises(lowprec.SoftErrorDetected, match=r"EmbeddingBag.*2 bag\(s\): 1, 2") as e:
         embedding_bag(x, idx, check="raise", checksums=cs_bad)
     assert e.value.rows.tolist() == [1, 2]
@@ -265,10 +369,17 @@ def test_bad_arguments():
         embedding_bag(x, idx, check="report")
     with pytest.raises(ValueError, match="mode='max' has no checksum"):
         embedding_bag(x, idx, mode="max", check="report", checksums=row_checksums(x))
+    with pytest.raises(ValueError, match=r"expected \(3,\)"):
+        embedding_bag(x, idx, check="report", checksums=np.zeros(2, np.uint8))
+    with pytest.raises(TypeError, match="checksums has dtype float32; a float table's are uint8"):
+        embedding_bag(x, idx, check="report", checksums=np.zeros((5, 2), np.float32))
+    with pytest.raises(ValueError, match="out must be a contiguous uint8 array"):
+        row_checksums(x, out=np.zeros(3, np.int8))
+    tq = quantize_rowwise(x, row_checksums=True)
     with pytest.raises(ValueError, match=r"expected \(5, 2\)"):
-        embedding_bag(x, idx, check="report", checksums=np.zeros((4, 2), np.float32))
+        embedding_bag(tq, idx, check="report", checksums=np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="checksums has dtype float64"):
-        embedding_bag(x, idx, check="report", checksums=np.zeros((5, 2)))
+        embedding_bag(tq, idx, check="report", checksums=np.zeros((5, 2)))
     t = quantize_rowwise(x)  # checksums are opt-in
     assert t.row_checksums is None
     with pytest.raises(ValueError, match="row_checksums=True"):
@@ -386,14 +497,16 @@ def test_checksums_in_a_strided_array_are_read_in_place():
     the separate-array and stored-after-row layouts give the same verdicts."""
     rng = np.random.default_rng(3)
     x = rng.uniform(-1, 1, (500, 24)).astype(np.float32)
-    cs = row_checksums(x)
+    t = quantize_rowwise(x, bits=8)
+    cs = row_checksums(t)
     wide = np.zeros((500, 5), np.float32)
     wide[:, 1:3] = cs
     view = wide[:, 1:3]
     idx = rng.integers(0, 500, (64, 7))
     x_bad = x.copy()
     x_bad[idx[5, 2], 3] += 100.0
+    t_bad = quantize_rowwise(x_bad, bits=8)
     for c in (cs, view):
-        assert not embedding_bag(x, idx, check="report", checksums=c)[1].any()
-        flags = embedding_bag(x_bad, idx, check="report", checksums=c)[1]
+        assert not embedding_bag(t, idx, check="report", checksums=c)[1].any()
+        flags = embedding_bag(t_bad, idx, check="report", checksums=c)[1]
         np.testing.assert_array_equal(flags, (idx == idx[5, 2]).any(axis=1))

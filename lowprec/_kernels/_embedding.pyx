@@ -62,6 +62,7 @@ cdef extern from "embedding.h" nogil:
         const float *row_checks
         int64_t check_stride
         uint8_t *check_flags
+        const uint8_t *row_nibbles
     void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t b0, int64_t b1)
@@ -73,7 +74,8 @@ cdef extern from "embedding.h" nogil:
 cdef extern from "bag_check.h" nogil:
     void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
                            uint8_t *flags)
-
+    void lowprec_float_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
+                                 const uint8_t *again, int64_t again_stride, uint8_t *flags)
 # Bags pooled and then checked at a time by the soft-error check: the checksums the kernel
 # prefetched for them and their output rows are still in L1/L2 when the check reads them.
 cdef enum:
@@ -82,6 +84,10 @@ cdef enum:
 # 0 = portable C, 1 = AVX2 (+FMA +F16C), 2 = AVX-512 F/BW/VL/DQ (sum / mean without weights,
 # mapping or padding; the other cases run the AVX2 kernel).
 cdef int _isa = 0
+
+# A table without rows still marks a float-table check (row_nibbles non-NULL).
+cdef uint8_t _NO_ROWS = 0
+
 FMT_F32, FMT_F16, FMT_BF16, FMT_Q8, FMT_Q4, FMT_Q2 = range(6)
 OUT_F32, OUT_F16, OUT_BF16 = range(3)
 MODE_SUM, MODE_MEAN, MODE_MAX = range(3)
@@ -135,14 +141,36 @@ cdef void _run_checked(int isa, const lowprec_eb_args *a, int64_t b0, int64_t b1
     if a.check_flags != NULL:  # verified inside the kernel (see pool)
         _run(isa, a, b0, b1)
         return
+    # Float tables: each piece is pooled a second time into `again` (bag_check.h).
+    cdef lowprec_eb_args twice
+    cdef uint8_t *again = NULL
+    cdef int64_t again_stride = (4 if a.out_fmt == 0 else 2) * a.dim
+    if a.row_nibbles != NULL:
+        again = <uint8_t *>malloc(<size_t>(CHECK_BAGS * again_stride + 1))
+        if again == NULL:  # no memory for the check: every bag of the range fails it
+            _run(isa, a, b0, b1)
+            for c0 in range(b0, b1):
+                sc.flags[c0] = 1
+            return
+        twice = a[0]
+        twice.out = again
+        twice.out_stride = again_stride
     c0 = b0
     while c0 < b1:
         c1 = min(c0 + CHECK_BAGS, b1)
         _run(isa, a, c0, c1)
         if c0 <= sc.inject_bag < c1:
             a.out[sc.inject_bag * a.out_stride + sc.inject_byte] ^= <uint8_t>(1 << sc.inject_bit)
-        lowprec_bag_check(a, c0, c1, sc.flags)
+        if again != NULL:
+            # The kernel writes bag b at out + b * out_stride: offsets shifted to start at c0.
+            twice.offsets = a.offsets + c0
+            twice.n_bags = c1 - c0
+            _run(isa, &twice, 0, c1 - c0)
+            lowprec_float_bag_check(a, c0, c1, again, again_stride, sc.flags)
+        else:
+            lowprec_bag_check(a, c0, c1, sc.flags)
         c0 = c1
+    free(again)
 
 
 def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mode,
@@ -151,7 +179,7 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
          uint8_t[:, :] out, int out_fmt, int n_threads, bint check=True,
          int64_t chunks_per_thread=4, const float[:, :] row_checks=None,
          uint8_t[::1] flags=None, int64_t inject_bag=-1, int64_t inject_byte=0,
-         int inject_bit=0):
+         int inject_bit=0, const uint8_t[::1] row_nibbles=None):
     """Pool every bag into ``out`` (a byte view of the output rows).
 
     ``table``: a byte view of the rows (row stride = its first stride; rows contiguous);
@@ -163,6 +191,8 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
     Soft-error check: with ``row_checks`` ((sum, abs_sum) per stored row, pairs contiguous, any
     row stride: a separate array or the pairs stored after each row) every bag is verified
     right after it is pooled (src/bag_check.h) and ``flags[b]`` set to 1 when it fails.
+    Float tables take ``row_nibbles`` instead (each row's byte sum mod 15, 4 bits per row, row
+    2i in the low half of byte i: bag_check.h, "Float tables").
     ``inject_bag`` >= 0 (fault injection, tests): bit ``inject_bit`` of byte ``inject_byte`` of
     that bag's output row is flipped between its pooling and its check.
     """
@@ -195,6 +225,16 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
     a.row_checks = NULL
     a.check_stride = 0
     a.check_flags = NULL
+    a.row_nibbles = NULL
+    if row_checks is not None and row_nibbles is not None:
+        raise ValueError("pass row_checks (quantized tables) or row_nibbles (float tables)")
+    if row_nibbles is not None:
+        if fmt > FMT_BF16:
+            raise ValueError("row_nibbles check float tables")
+        if (flags is None or flags.shape[0] != n_bags
+                or row_nibbles.shape[0] != (table.shape[0] + 1) // 2):
+            raise ValueError("row_nibbles needs 4 bits per row and flags one entry per bag")
+        a.row_nibbles = &row_nibbles[0] if row_nibbles.shape[0] > 0 else &_NO_ROWS
     if row_checks is not None:
         if flags is None or flags.shape[0] != n_bags or row_checks.shape[0] != table.shape[0]:
             raise ValueError("row_checks needs one entry per row and flags one per bag")
@@ -202,6 +242,7 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
             raise ValueError("row_checks must hold contiguous, aligned float32 pairs")
         a.row_checks = &row_checks[0, 0] if row_checks.shape[0] > 0 else NULL
         a.check_stride = row_checks.strides[0]
+    if row_checks is not None or row_nibbles is not None:
         if (_isa == 2 and mode != MODE_MAX_C and a.weights == NULL and mapping is None
                 and padding_idx < 0 and 0 < dim <= 256 and inject_bag < 0 and n_bags > 0):
             # The AVX-512 kernel pools these bags in one pass: it verifies each bag itself,
@@ -212,7 +253,7 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
         sc.inject_byte = inject_byte
         sc.inject_bit = inject_bit
     return _pool_args(&a, n_threads, check, chunks_per_thread,
-                      &sc if row_checks is not None else NULL)
+                      &sc if row_checks is not None or row_nibbles is not None else NULL)
 
 
 
@@ -378,6 +419,7 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     a.row_checks = NULL
     a.check_stride = 0
     a.check_flags = NULL
+    a.row_nibbles = NULL
     # Always a private copy of the bounds (as the validating path): the kernels must not see
     # offsets that change after they were checked.
     bounds = <int64_t *>malloc(<size_t>(nb + 1) * sizeof(int64_t))

@@ -38,6 +38,7 @@ cdef extern from "rowwise.h" nogil:
 
 cdef extern from "row_checksum.h" nogil:
     void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt, float *checksum)
+    unsigned lowprec_row_bytesum_mod15(const uint8_t *row, int64_t n_bytes)
 
 # 0 = portable C, 1 = AVX2 (+FMA +F16C).  There is no AVX-512 kernel: level 2 runs AVX2.
 cdef int _isa = 0
@@ -198,3 +199,34 @@ def row_checksums(const uint8_t[:, :] rows, int64_t dim, int fmt, float[:, :] ou
         else:
             for c in prange(n, num_threads=n_threads, schedule='static'):
                 lowprec_row_checksum(p + c * stride, dim, fmt, <float *>(o + c * ldc))
+
+
+cdef inline uint8_t _bytesum_mod15(const uint8_t *p, int64_t stride, int64_t n, int64_t nb,
+                                   int64_t r) noexcept nogil:
+    return <uint8_t>lowprec_row_bytesum_mod15(p + r * stride, nb) if r < n and nb > 0 else 0
+
+
+def row_nibbles(const uint8_t[:, :] rows, uint8_t[::1] out, int n_threads):
+    """Fill ``out`` ((R + 1) // 2,) with each row's signed byte sum mod 15, two rows per byte (row 2i
+    in the low 4 bits of byte i): the float-table soft-error checksum (src/bag_check.h), given
+    the rows as bytes (rows contiguous, any row stride)."""
+    cdef int64_t n = rows.shape[0], c
+    if out.shape[0] != (n + 1) // 2:
+        raise ValueError("out must have one byte per two rows")
+    if rows.shape[1] > 1 and rows.strides[1] != 1:
+        raise ValueError("rows must be contiguous")
+    if n == 0:
+        return
+    cdef int64_t nb = rows.shape[1]
+    cdef const uint8_t *p = &rows[0, 0] if nb > 0 else NULL
+    cdef int64_t stride = rows.strides[0]
+    cdef int64_t m = out.shape[0]
+    with nogil:
+        if n_threads <= 1:
+            for c in range(m):
+                out[c] = (_bytesum_mod15(p, stride, n, nb, 2 * c)
+                          | (_bytesum_mod15(p, stride, n, nb, 2 * c + 1) << 4))
+        else:
+            for c in prange(m, num_threads=n_threads, schedule='static'):
+                out[c] = (_bytesum_mod15(p, stride, n, nb, 2 * c)
+                          | (_bytesum_mod15(p, stride, n, nb, 2 * c + 1) << 4))

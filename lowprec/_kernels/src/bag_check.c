@@ -6,6 +6,7 @@
 
 #include "bag_check.h"
 #include "half.h"
+#include "row_checksum.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -157,5 +158,25 @@ void lowprec_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_
         double e, t;
         const int64_t count = bag_expected(a, a->offsets[b], a->offsets[b + 1], &e, &t);
         flags[b] = (uint8_t)lowprec_bag_verdict(a, &c, e, t, count, a->out + b * a->out_stride);
+    }
+}
+
+void lowprec_float_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
+                             const uint8_t *again, int64_t again_stride, uint8_t *flags) {
+    const int64_t row_bytes = (a->fmt == LOWPREC_EB_F32 ? 4 : 2) * a->dim;
+    const int64_t out_bytes = (a->out_fmt == LOWPREC_EB_OUT_F32 ? 4 : 2) * a->dim;
+    for (int64_t b = bag_begin; b < bag_end; b++) {
+        int64_t read = 0, stored = 0;
+        for (int64_t i = a->offsets[b]; i < a->offsets[b + 1]; i++) {
+            const int64_t idx = entry_index(a, i);
+            if (idx == a->padding_idx) continue;
+            const int64_t r = a->mapping ? (int64_t)a->mapping[idx] : idx;
+            if (r < 0) continue; /* pruned row: not read */
+            read += lowprec_row_bytesum(a->table + r * a->row_stride, row_bytes);
+            stored += lowprec_row_nibble(a->row_nibbles, r);
+        }
+        const int differs = memcmp(a->out + b * a->out_stride,
+                                   again + (b - bag_begin) * again_stride, (size_t)out_bytes) != 0;
+        flags[b] = (uint8_t)(differs || (read - stored) % 15 != 0);
     }
 }

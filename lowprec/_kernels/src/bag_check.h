@@ -100,4 +100,26 @@ static inline int lowprec_bag_verdict_tol(const lowprec_bag_tol *c, double e, do
 int lowprec_bag_verdict(const lowprec_eb_args *a, const lowprec_bag_tol *c, double e, double t,
                         int64_t count, const uint8_t *out_row);
 
+/* Float tables (fp32 / fp16 / bf16).  Their rows are the caller's array, so a checksum pair
+ * cannot travel in the row's cache lines as it does for quantized tables (rowwise.py), and a
+ * separate array of pairs (8 bytes per row) cost one more cache miss per row: +14-42% per
+ * lookup.  Instead (docs/soft_errors.md, "Float tables"):
+ *   - the rows at rest: 4 bits per row, c_r = (sum of the row's bytes) mod 15
+ *     (row_checksum.h), two rows per byte: 512 KB for a million rows, which mostly stays in
+ *     L2 / L3.  A bag passes only if the exact sum of the bytes of the rows it pooled equals
+ *     the sum of their c_r mod 15.  A flip of bit k of a row used m times in the bag changes
+ *     the left side by m 2^k, which is 0 mod 15 only when m is a multiple of 15 (2^k is
+ *     invertible mod 15): every single-bit flip of a row is caught, exactly, unless that row
+ *     appears 15, 30, ... times in the bag;
+ *   - the pooling and the stored output: the bag is pooled a second time, in the same order
+ *     (bit-identical without a fault), and the stored output is compared with it bit for bit.
+ * No tolerance: a clean lookup is never flagged, NaN and infinite values included. */
+
+/* flags[b] = 1 (failed) or 0 for the bags b in [bag_begin, bag_end) of the float-table lookup
+ * `a` (a->row_nibbles set), already pooled into a->out; `again` holds the same bags pooled a
+ * second time (row b - bag_begin, `again_stride` bytes apart).  The AVX-512 kernel does the
+ * same inside its one pass (embedding_avx512.c). */
+void lowprec_float_bag_check(const lowprec_eb_args *a, int64_t bag_begin, int64_t bag_end,
+                             const uint8_t *again, int64_t again_stride, uint8_t *flags);
+
 #endif /* LOWPREC_BAG_CHECK_H */

@@ -69,8 +69,12 @@ typedef struct lowprec_eb_args {
                               * (R, 2) array; the row stride when they are stored right
                               * after each row (rowwise.py: then the pair shares the row's
                               * cache lines and costs no memory access of its own)      */
-    uint8_t *check_flags;    /* set (with row_checks): the AVX-512 kernel verifies each bag
-                              * it pools in one pass itself and writes its flag here     */
+    uint8_t *check_flags;    /* set (with row_checks or row_nibbles): the AVX-512 kernel
+                              * verifies each bag it pools in one pass itself and writes
+                              * its flag here                                           */
+    const uint8_t *row_nibbles; /* soft-error check of float tables: each stored row's byte
+                                 * sum mod 15 in 4 bits, row 2i in the low half of byte i
+                                 * (bag_check.h), prefetched with the rows; or NULL       */
 } lowprec_eb_args;
 
 /* Pool the bags [bag_begin, bag_end). */

@@ -28,6 +28,7 @@
  */
 #include "bag_check.h"
 #include "embedding.h"
+#include "row_checksum.h"
 
 #if LOWPREC_BUILD_AVX2
 #include <immintrin.h>
@@ -71,6 +72,23 @@ static EB5_AI int64_t eb5_row_bytes(int fmt, int64_t dim) {
     }
 }
 
+/* The 32 bytes of 16 fp16 / bf16 columns at column j of a row (masked lanes read as zeros). */
+EB5_T static EB5_AI __m256i eb5_half_raw(const uint8_t *row, int64_t j, int full, __mmask16 m) {
+    return full ? _mm256_loadu_si256((const __m256i *)(row + 2 * j))
+                : _mm256_maskz_loadu_epi16(m, row + 2 * j);
+}
+
+/* 16 fp16 / bf16 values as floats. */
+EB5_T static EB5_AI __m512 eb5_half_value(int fmt, __m256i h) {
+    if (fmt == LOWPREC_EB_F16) return _mm512_cvtph_ps(h);
+    /* bf16: one masked vpermw, word k to the high half of dword k, low halves zeroed (instead
+     * of vpmovzxwd + vpslld). */
+    const __m512i ix = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                        7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+    return _mm512_castsi512_ps(
+        _mm512_maskz_permutexvar_epi16((__mmask32)0xAAAAAAAAu, ix, _mm512_castsi256_si512(h)));
+}
+
 /* 16 columns starting at column j (a multiple of 16) of a row, as floats (codes when
  * quantized).  `full`: all 16 columns exist; else only the first `lt` (mask `m`, bytes `mb`
  * for the packed formats).  `q2lut`: 2-bit codes by table lookup (below). */
@@ -80,21 +98,8 @@ EB5_T static EB5_AI __m512 eb5_ld(int fmt, const uint8_t *row, int64_t j, int fu
     case LOWPREC_EB_F32:
         return full ? _mm512_loadu_ps((const float *)(row + 4 * j))
                     : _mm512_maskz_loadu_ps(m, (const float *)(row + 4 * j));
-    case LOWPREC_EB_F16: {
-        __m256i h = full ? _mm256_loadu_si256((const __m256i *)(row + 2 * j))
-                         : _mm256_maskz_loadu_epi16(m, row + 2 * j);
-        return _mm512_cvtph_ps(h);
-    }
-    case LOWPREC_EB_BF16: {
-        __m256i h = full ? _mm256_loadu_si256((const __m256i *)(row + 2 * j))
-                         : _mm256_maskz_loadu_epi16(m, row + 2 * j);
-        /* One masked vpermw: word k to the high half of dword k, low halves zeroed (instead
-         * of vpmovzxwd + vpslld). */
-        const __m512i ix = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
-                                            7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
-        return _mm512_castsi512_ps(
-            _mm512_maskz_permutexvar_epi16((__mmask32)0xAAAAAAAAu, ix, _mm512_castsi256_si512(h)));
-    }
+    case LOWPREC_EB_F16:
+    case LOWPREC_EB_BF16: return eb5_half_value(fmt, eb5_half_raw(row, j, full, m));
     case LOWPREC_EB_Q8: {
         __m128i b = full ? _mm_loadu_si128((const __m128i *)(row + j)) : _mm_maskz_loadu_epi8(m, row + j);
         return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
@@ -133,14 +138,8 @@ EB5_T static EB5_AI __m512 eb5_ld(int fmt, const uint8_t *row, int64_t j, int fu
     }
 }
 
-/* Store 16 (or the masked first lanes of) pooled columns at column j of the output row. */
-EB5_T static EB5_AI void eb5_st(int out_fmt, uint8_t *orow, int64_t j, __m512 x, int full,
-                                __mmask16 m) {
-    if (out_fmt == LOWPREC_EB_OUT_F32) {
-        if (full) _mm512_storeu_ps((float *)(orow + 4 * j), x);
-        else _mm512_mask_storeu_ps((float *)(orow + 4 * j), m, x);
-        return;
-    }
+/* 16 pooled floats in a 16-bit output format (fp16 / bf16 bits). */
+EB5_T static EB5_AI __m256i eb5_half_out(int out_fmt, __m512 x) {
     __m256i h;
     if (out_fmt == LOWPREC_EB_OUT_F16) {
         h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -157,8 +156,56 @@ EB5_T static EB5_AI void eb5_st(int out_fmt, uint8_t *orow, int64_t j, __m512 x,
         r = _mm512_mask_mov_epi32(r, isnan, qn);
         h = _mm512_cvtepi32_epi16(r);
     }
+    return h;
+}
+
+/* Store 16 (or the masked first lanes of) pooled columns at column j of the output row. */
+EB5_T static EB5_AI void eb5_st(int out_fmt, uint8_t *orow, int64_t j, __m512 x, int full,
+                                __mmask16 m) {
+    if (out_fmt == LOWPREC_EB_OUT_F32) {
+        if (full) _mm512_storeu_ps((float *)(orow + 4 * j), x);
+        else _mm512_mask_storeu_ps((float *)(orow + 4 * j), m, x);
+        return;
+    }
+    const __m256i h = eb5_half_out(out_fmt, x);
     if (full) _mm256_storeu_si256((__m256i *)(orow + 2 * j), h);
     else _mm256_mask_storeu_epi16(orow + 2 * j, m, h);
+}
+
+/* 1 when the stored output at column j differs (in a lane under m) from x stored there. */
+EB5_T static EB5_AI int eb5_out_differs(int out_fmt, const uint8_t *orow, int64_t j, __m512 x,
+                                        __mmask16 m) {
+    if (out_fmt == LOWPREC_EB_OUT_F32)
+        return _mm512_mask_cmpneq_epi32_mask(m, _mm512_maskz_loadu_epi32(m, orow + 4 * j),
+                                             _mm512_castps_si512(x)) != 0;
+    return _mm256_mask_cmpneq_epi16_mask(m, _mm256_maskz_loadu_epi16(m, orow + 2 * j),
+                                         eb5_half_out(out_fmt, x)) != 0;
+}
+
+/* acc += the signed byte sums of the 64 (32) bytes at p, four per int32 lane: vpdpbusd of
+ * ones (unsigned) and the bytes (signed) straight from memory, one instruction per vector of
+ * a row (from a register it took a second load instruction: on cached rows the checked loop
+ * is bound by its instruction count). */
+EB5_T static EB5_AI __m512i eb5_bytesum64(__m512i acc, __m512i ones, const uint8_t *p) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(ones), "m"(*(const uint8_t(*)[64])p));
+    return acc;
+}
+EB5_T static EB5_AI __m256i eb5_bytesum32(__m256i acc, __m256i ones, const uint8_t *p) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(ones), "m"(*(const uint8_t(*)[32])p));
+    return acc;
+}
+
+/* The sum of the int32 lanes of the four byte-sum accumulators of each width (in 64-bit
+ * lanes: summed in 32 bits, 24 lanes could overflow). */
+EB5_T static EB5_AI int64_t eb5_lane_sum(const __m512i s[8], const __m256i s_h[8]) {
+    __m512i t = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        t = _mm512_add_epi64(t, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s[k])));
+        t = _mm512_add_epi64(t, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s[k], 1)));
+        t = _mm512_add_epi64(t, _mm512_cvtepi32_epi64(s_h[k]));
+    }
+    return _mm512_reduce_add_epi64(t);
 }
 
 /* Prefetch row `rp` into L1: the lines of p + 64k (k < pf_n <= pf_lines) and of its last
@@ -173,13 +220,20 @@ EB5_T static EB5_AI void eb5_prefetch_row(const lowprec_eb_args *a, const uint8_
     if (!pair_after_row) _mm_prefetch(p + rb - 1, _MM_HINT_T0);
     /* The soft-error check reads the row's checksum: fetched now, with the row. */
     if (a->row_checks) _mm_prefetch((const char *)lowprec_row_check(a, rp) + 7, _MM_HINT_T0);
+    if (a->row_nibbles) _mm_prefetch((const char *)a->row_nibbles + (rp >> 1), _MM_HINT_T0);
 }
 
 /* Pool columns [j0, j0 + 16*(NV-1) + lt) of the bags [b0, b1): sum (or mean), no weights,
- * no mapping, no padding. */
+ * no mapping, no padding.  fchk (float tables, one pass over the whole row, a->row_nibbles
+ * and a->check_flags set): verify each bag as it is pooled (bag_check.h, "Float tables"):
+ * the signed byte sum of its rows (vpdpbusd, exact in int32 lanes) against their stored
+ * nibbles mod 15, and the stored output, re-read, against the accumulators.
+ * (A second accumulator chain, to check the additions themselves as the generic path does by
+ * pooling twice, cost another 5-20% of the lookup: not done here.  The byte sums cost 10-25%
+ * of a lookup of fp32 rows from L2 / L3, the nibbles' cache line 3-7% of one from memory.) */
 EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const int idx64,
                                   const int NV, const int lt, const int64_t j0, const int64_t b0,
-                                  const int64_t b1, const int prefetch) {
+                                  const int64_t b1, const int prefetch, const int fchk) {
     const int quantized = fmt >= LOWPREC_EB_Q8;
     const int64_t dim = a->dim, stride = a->row_stride;
     const int64_t cb = eb5_code_bytes(fmt, dim);
@@ -245,7 +299,23 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int v = 0; v < nacc; v++) acc[v] = _mm512_setzero_ps();
-        for (int64_t i = i0; i < i1; i++) {
+        /* Float-table check: byte sums of the rows (int32 lanes; folded into bytes_read every
+         * 65536 entries, before a lane can pass 2^31: 65536 * 4 vectors * 4 * 255 < 2^31)
+         * and the sum of their stored nibbles.  Four accumulators, vector v into v % 4: one
+         * chain of NV vpdpbusd per row (5 cycles each) was the bound on cached rows. */
+        __m512i bsum[8];
+        __m256i bsum_h[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            bsum[k] = _mm512_setzero_si512();
+            bsum_h[k] = _mm256_setzero_si256();
+        }
+        int64_t bytes_read = 0, nib_sum = 0;
+        /* The entries, in blocks of 65536 for the float check (its byte-sum lanes are folded
+         * into bytes_read after each block); one block without it. */
+        for (int64_t ib = i0, ie; ib < i1; ib = ie) {
+        ie = fchk && i1 - ib > 65536 ? ib + 65536 : i1;
+        for (int64_t i = ib; i < ie; i++) {
             if (prefetch) {
                 const int64_t ip = i + pfd < pf_end ? i + pfd : i;
                 eb5_prefetch_row(a, table, stride, idx64 ? i64[ip] : (int64_t)i32[ip], rb,
@@ -253,6 +323,7 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
             }
             const int64_t r = idx64 ? i64[i] : (int64_t)i32[i];
             const uint8_t *row = table + r * stride;
+            if (fchk) nib_sum += lowprec_row_nibble(a->row_nibbles, r);
             if (checked) {
                 /* The row's stored checksum pair (prefetched with the row) -> two doubles. */
                 chk = _mm_add_pd(chk, _mm_cvtps_pd(_mm_castpd_ps(
@@ -342,6 +413,22 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                         acc[v] = _mm512_fmadd_ps(vs, x, _mm512_add_ps(acc[v], vb));
                     }
                 }
+            } else if (fchk) {
+                const __m512i ones = _mm512_set1_epi8(1);
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++) {
+                    const int full = v < NV - 1 || lt == 16;
+                    const uint8_t *src = row + (fmt == LOWPREC_EB_F32 ? 4 : 2) * (j0 + 16 * v);
+                    const __m512 x = eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0);
+                    if (fmt == LOWPREC_EB_F32)
+                        bsum[v & 7] = full ? eb5_bytesum64(bsum[v & 7], ones, src)
+                                           : _mm512_dpbusd_epi32(bsum[v & 7], ones, _mm512_castps_si512(x));
+                    else
+                        bsum_h[v & 7] = full ? eb5_bytesum32(bsum_h[v & 7], _mm512_castsi512_si256(ones), src)
+                                             : _mm256_dpbusd_epi32(bsum_h[v & 7], _mm512_castsi512_si256(ones),
+                                                                   eb5_half_raw(row, j0 + 16 * v, 0, mt));
+                    acc[v] = _mm512_add_ps(acc[v], x);
+                }
             } else {
 #pragma GCC unroll 16
                 for (int v = 0; v < NV; v++) {
@@ -349,6 +436,15 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                     acc[v] = _mm512_add_ps(acc[v], eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0));
                 }
             }
+        }
+        if (fchk) {
+            bytes_read += eb5_lane_sum(bsum, bsum_h);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                bsum[k] = _mm512_setzero_si512();
+                bsum_h[k] = _mm256_setzero_si256();
+            }
+        }
         }
         if (q4p) {
             /* Back to column order: vector 2g = even/odd lanes 0..7, 2g + 1 = lanes 8..15. */
@@ -372,6 +468,15 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
             eb5_st(out_fmt, orow, j0 + 16 * v, acc[v], v < NV - 1 || lt == 16, mt);
+        if (fchk) {
+            /* The stored output, re-read, against the second chain (or the accumulators). */
+            int bad = 0;
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; v++)
+                bad |= eb5_out_differs(out_fmt, orow, j0 + 16 * v, acc[v],
+                                       v < NV - 1 || lt == 16 ? (__mmask16)0xFFFF : mt);
+            a->check_flags[bag] = (uint8_t)(bad | ((bytes_read - nib_sum) % 15 != 0));
+        }
         if (checked) {
             /* The whole row was pooled in this pass: verify the bag now (bag_check.h).  A
              * float32 output is exactly the accumulators: their lane sum (depth NV + 4, the
@@ -400,15 +505,19 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
  * allocation, with the accumulators, scale and bias in registers.  The first pass (pf: j0 == 0,
  * the only one for D <= 256) is compiled with j0 = 0, and again with lt = 16 (D a multiple of
  * 16, no masked vector): constant column offsets free registers and drop the per-row test of
- * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B). */
+ * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B).  A float
+ * table's checked lookup (fc) gets its own copies of the first pass, with and without lt = 16. */
 typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
 
 #define EB5_DEF(NAME, FMT, IDX, N)                                                         \
     EB5_T static __attribute__((noinline)) void NAME##_##IDX##_##N(                        \
         const lowprec_eb_args *a, int lt, int64_t j0, int64_t b0, int64_t b1, int pf) {    \
-        if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1);                    \
-        else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1);                           \
-        else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0);                                  \
+        const int fc = FMT <= LOWPREC_EB_BF16 && a->row_nibbles && a->check_flags;         \
+        if (fc && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 1);                  \
+        else if (fc) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 1);                         \
+        else if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 0);            \
+        else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 0);                        \
+        else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0, 0);                               \
     }
 #define EB5_DEF16(NAME, FMT, IDX)                                                          \
     EB5_DEF(NAME, FMT, IDX, 1) EB5_DEF(NAME, FMT, IDX, 2) EB5_DEF(NAME, FMT, IDX, 3)       \

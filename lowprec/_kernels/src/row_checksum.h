@@ -148,4 +148,38 @@ static inline void lowprec_row_checksum(const uint8_t *row, int64_t dim, int fmt
     checksum[1] = isnan(a) ? (float)a : lowprec_cs_round_up(a);
 }
 
+/* The exact sum of a row's bytes, each read as a signed byte (-128..127; the AVX-512 kernel
+ * sums them so with vpdpbusd straight from memory): the float-table check (bag_check.h) stores
+ * it mod 15 in 4 bits per row and recomputes it on the generic path.  A flip of bit k of a byte
+ * moves it by +-2^k (bit 7: +-128), never a multiple of 15.  psadbw sums 16 bytes per step:
+ * the signed value of b is (b ^ 0x80) - 128. */
+static inline int64_t lowprec_row_bytesum(const uint8_t *row, int64_t n_bytes) {
+    int64_t s = 0;
+    int64_t i = 0;
+#if defined(__SSE2__)
+    {
+        const __m128i z = _mm_setzero_si128(), flip = _mm_set1_epi8((char)0x80);
+        __m128i acc = z;
+        for (; i + 16 <= n_bytes; i += 16) {
+            const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + i)), flip);
+            acc = _mm_add_epi64(acc, _mm_sad_epu8(b, z));
+        }
+        s = _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)) - 128 * i;
+    }
+#endif
+    for (; i < n_bytes; i++) s += (int8_t)row[i];
+    return s;
+}
+
+/* The 4-bit checksum stored for a row: its signed byte sum mod 15, in 0..14. */
+static inline unsigned lowprec_row_bytesum_mod15(const uint8_t *row, int64_t n_bytes) {
+    const int64_t m = lowprec_row_bytesum(row, n_bytes) % 15;
+    return (unsigned)(m < 0 ? m + 15 : m);
+}
+
+/* Row r's stored 4-bit byte-sum checksum (two rows per byte, row 2i in the low half). */
+static inline unsigned lowprec_row_nibble(const uint8_t *nibbles, int64_t r) {
+    return (nibbles[r >> 1] >> (4 * (r & 1))) & 15u;
+}
+
 #endif /* LOWPREC_ROW_CHECKSUM_H */
