@@ -20,11 +20,11 @@
  * The last, partial vector uses masked loads (AVX-512 masked loads do not fault on masked-off
  * bytes), so no row is ever read past its end and the lanes past D are zeros.
  *
- * Software prefetch: the row of entry i + EB5_PF (EB5_PFQ for quantized rows; across bag
- * boundaries, within this call's bags) is prefetched into L1, every cache line it touches,
- * while entry i is pooled: random rows of a large table miss every cache level, and with
- * ~16-32 rows in flight the loop is bounded by the memory system's parallelism, not its
- * latency.  FBGEMM's JIT uses 16.
+ * Software prefetch: the row of entry i + pfd (EB5_PFQ for quantized rows, EB5_PFS / EB5_PFM /
+ * EB5_PF for float rows by row size; across bag boundaries, within this call's bags) is
+ * prefetched into L1, every cache line it touches, while entry i is pooled: random rows of a
+ * large table miss every cache level, and with ~16-32 rows in flight the loop is bounded by
+ * the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
  */
 #include "bag_check.h"
 #include "embedding.h"
@@ -40,13 +40,23 @@
  * prefetching only the first and last byte of the row, and the T1 / NTA hints.
  * Quantized rows (20-136 bytes) take a fraction of a float row's time each, so 16 entries are
  * too short a look-ahead: 32 was 3-15% faster than 16 on 8/4/2-bit rows (1M x 64, 1M x 128,
- * 100k x 128; in-process A/B of the kernel, CPU time of the thread), 48 no better.  fp16
- * rows of 128 bytes were 5-10% slower at 32, so the float formats keep 16. */
+ * 100k x 128; in-process A/B of the kernel, CPU time of the thread), 48 no better.
+ * Float rows: the distance by row size (issue 5, C harness, CPU time, in-process A/B, Zipf
+ * and uniform indices, repeated): rows of <= 128 bytes (fp16 / bf16 D = 64) take 32 (-3..11%
+ * against 16 on 1M x 64 fp16, -1..4% bf16), rows of 256 bytes (fp16 / bf16 D = 128, fp32
+ * D = 64) 24 (-1..10% on Zipf rows against 16; 8 and 12 were slower, +13..48%), longer rows
+ * keep 16 (fp32 D = 128: 8, 12, 24 all within the noise). */
 #ifndef EB5_PF
 #define EB5_PF 16
 #endif
 #ifndef EB5_PFQ
 #define EB5_PFQ 32
+#endif
+#ifndef EB5_PFM
+#define EB5_PFM 24
+#endif
+#ifndef EB5_PFS
+#define EB5_PFS 32
 #endif
 #define EB5_AI __attribute__((always_inline)) inline
 #define EB5_T LOWPREC_TARGET_AVX512VNNI
@@ -209,18 +219,19 @@ EB5_T static EB5_AI int64_t eb5_lane_sum(const __m512i s[8], const __m256i s_h[8
 }
 
 /* Prefetch row `rp` into L1: the lines of p + 64k (k < pf_n <= pf_lines) and of its last
- * byte, or its checksum pair when the check reads it. */
+ * byte, or its checksum pair when the check reads it (pf_check 1), and its checksum nibble
+ * (pf_check 2, float tables). */
 EB5_T static EB5_AI void eb5_prefetch_row(const lowprec_eb_args *a, const uint8_t *table,
                                           int64_t stride, int64_t rp, int64_t rb, int pf_lines,
-                                          int64_t pf_n, int pair_after_row) {
+                                          int64_t pf_n, int pair_after_row, int pf_check) {
     const char *p = (const char *)(table + rp * stride);
 #pragma GCC unroll 16
     for (int k = 0; k < pf_lines; k++)
         if (k == 0 || k < pf_n) _mm_prefetch(p + 64 * k, _MM_HINT_T0);
     if (!pair_after_row) _mm_prefetch(p + rb - 1, _MM_HINT_T0);
     /* The soft-error check reads the row's checksum: fetched now, with the row. */
-    if (a->row_checks) _mm_prefetch((const char *)lowprec_row_check(a, rp) + 7, _MM_HINT_T0);
-    if (a->row_nibbles) _mm_prefetch((const char *)a->row_nibbles + (rp >> 1), _MM_HINT_T0);
+    if (pf_check == 1) _mm_prefetch((const char *)lowprec_row_check(a, rp) + 7, _MM_HINT_T0);
+    if (pf_check == 2) _mm_prefetch((const char *)a->row_nibbles + (rp >> 1), _MM_HINT_T0);
 }
 
 /* Pool columns [j0, j0 + 16*(NV-1) + lt) of the bags [b0, b1): sum (or mean), no weights,
@@ -257,12 +268,16 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                        : fmt == LOWPREC_EB_Q4 ? 8 * NV + 4 : 4 * NV + 4;
     /* Fused soft-error check: only when this one pass covers the whole row (j0 == 0, D <= 256;
      * the Cython layer sets check_flags only then). */
-    const int checked = a->check_flags != NULL && a->row_checks != NULL;
+    /* prefetch == 2: the caller saw no row_checks, so the row loop is compiled without the
+     * check's tests (eb5_pass_fn below).  pf_check: 1 = the rows' checksum pairs, 2 = the
+     * float check's nibbles (fchk), 0 = none. */
+    const int pf_check = fchk ? 2 : prefetch != 2 && a->row_checks != NULL;
+    const int checked = pf_check == 1 && a->check_flags != NULL;
     lowprec_bag_tol tol;
     if (checked) lowprec_bag_tol_init(a, &tol);
     /* Checksums stored after each row (rowwise.py): prefetching the pair's last byte also
      * fetches the row's last line, so the row's own tail prefetch is not needed. */
-    const int pair_after_row = a->row_checks != NULL && a->check_stride == stride &&
+    const int pair_after_row = pf_check == 1 && a->check_stride == stride &&
                                (const uint8_t *)a->row_checks > table &&
                                (const uint8_t *)a->row_checks < table + stride;
     const int pf_lines = (max_rb + 63) / 64;
@@ -284,14 +299,16 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
     const int q4p = fmt == LOWPREC_EB_Q4 && NV >= 2;
     const int nacc = q4p ? 2 * ((NV + 1) / 2) : NV;
     const __m512 q4lut = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const int64_t pfd = quantized ? EB5_PFQ : EB5_PF;
+    const int64_t pfd = quantized       ? EB5_PFQ
+                        : max_rb <= 128 ? EB5_PFS
+                        : max_rb <= 256 ? EB5_PFM : EB5_PF;
     /* The first pfd entries of these bags are no earlier entry's look-ahead: without this,
      * each chunk (4 per thread and call) started with pfd cold misses. */
     if (prefetch) {
         const int64_t e0 = offsets[b0], e1 = e0 + pfd < pf_end ? e0 + pfd : pf_end;
         for (int64_t i = e0; i < e1; i++)
             eb5_prefetch_row(a, table, stride, idx64 ? i64[i] : (int64_t)i32[i], rb, pf_lines,
-                             pf_n, pair_after_row);
+                             pf_n, pair_after_row, pf_check);
     }
     for (int64_t bag = b0; bag < b1; bag++) {
         const int64_t i0 = offsets[bag], i1 = offsets[bag + 1];
@@ -319,7 +336,7 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
             if (prefetch) {
                 const int64_t ip = i + pfd < pf_end ? i + pfd : i;
                 eb5_prefetch_row(a, table, stride, idx64 ? i64[ip] : (int64_t)i32[ip], rb,
-                                 pf_lines, pf_n, pair_after_row);
+                                 pf_lines, pf_n, pair_after_row, pf_check);
             }
             const int64_t r = idx64 ? i64[i] : (int64_t)i32[i];
             const uint8_t *row = table + r * stride;
@@ -505,8 +522,11 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
  * allocation, with the accumulators, scale and bias in registers.  The first pass (pf: j0 == 0,
  * the only one for D <= 256) is compiled with j0 = 0, and again with lt = 16 (D a multiple of
  * 16, no masked vector): constant column offsets free registers and drop the per-row test of
- * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B).  A float
- * table's checked lookup (fc) gets its own copies of the first pass, with and without lt = 16. */
+ * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B).  That
+ * first pass has a third copy for calls without row checksums (the common case): its row loop
+ * has no runtime tests of the soft-error check (checksum prefetch, fused check, pair after the
+ * row), 0..8% less time on Zipf rows of every format (C harness, in-process A/B, twice).  A
+ * float table's checked lookup (fc) gets its own copies, with and without lt = 16. */
 typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
 
 #define EB5_DEF(NAME, FMT, IDX, N)                                                         \
@@ -515,6 +535,7 @@ typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int6
         const int fc = FMT <= LOWPREC_EB_BF16 && a->row_nibbles && a->check_flags;         \
         if (fc && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 1);                  \
         else if (fc) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 1);                         \
+        else if (pf && lt == 16 && !a->row_checks) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 2, 0); \
         else if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 0);            \
         else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 0);                        \
         else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0, 0);                               \
