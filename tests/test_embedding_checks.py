@@ -186,7 +186,8 @@ def test_hypothesis_clean_never_flags(kind, rows, dim, bags, size, scale, offset
     if weights and mode == "sum":
         extra["per_sample_weights"] = rng.uniform(-2, 2, idx.shape).astype(np.float32)
     out, flags = embedding_bag(t, idx, check="report", checksums=cs, **extra)
-    if np.all(np.isfinite(out)):
+    # Float tables' check is exact on the bytes: clean means never flagged, overflow or not.
+    if cs is not None or np.all(np.isfinite(out)):
         assert not flags.any()
 
 
