@@ -608,12 +608,17 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
     when nt == 1).  Returns the number of tiles that failed to allocate memory.
 
     ``check``: soft-error checks into ``flags`` (m bytes), all in the tiles' one parallel
-    region: each thread takes chunks of rows of the right-hand sides sum_k A[i,k] * wsum[k]
-    first (its own, then the others' leftovers: lowprec_gemm_sched), then tiles, and checks
-    each tile it computed right after it (its slots on its own stack: output identity and the
-    tile's part of the row checksum); after the region, the row totals against the right-hand
-    sides (lowprec_gemm_check_finish, O(m * tiles_n)).  ``chk_w``: the right-hand sides'
-    weights prepared for p.isa (lowprec_gemm_check_w_prepare), or NULL to prepare them here."""
+    region: each thread checks each tile it computed right after it (its slots on its own
+    stack: output identity and the tile's part of the row checksum), then, after its tiles,
+    takes chunks of rows of the right-hand sides sum_k A[i,k] * wsum[k] (its own, then the
+    others' leftovers: lowprec_gemm_sched); after the region, the row totals against the
+    right-hand sides (lowprec_gemm_check_finish, O(m * tiles_n)).  Chunks after the tiles, not
+    before: A is then in the cache of both cores (every tile reads all its rows of A; before,
+    the chunks paid the cold misses that the tiles pay anyway with the check off), and a
+    thread done with its tiles early takes the other's chunks (at (64, 512, 512) on two
+    threads the caller's thread used to finish ~1 us after the other).  ``chk_w``: the
+    right-hand sides' weights prepared for p.isa (lowprec_gemm_check_w_prepare), or NULL to
+    prepare them here."""
     cdef int64_t t, n_tiles, ws, m = p.m, inj_off = 0, n_rc = 0, c, cw, r1
     cdef int err = 0, tid
     cdef char *work = NULL
@@ -662,7 +667,7 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
         # each thread its own tiles first, then the others' leftovers (lowprec_gemm_sched: B
         # stays in the same core's L2 between calls, and a thread that the OS runs late on a
         # loaded machine still leaves its tiles to the others); the same for the chunks of
-        # the check's right-hand sides (sched[1]), taken before the tiles
+        # the check's right-hand sides (sched[1]), taken after the tiles
         sched = <lowprec_gemm_sched *>malloc(2 * sizeof(lowprec_gemm_sched))
         if sched == NULL:
             err = 1
@@ -670,21 +675,21 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
             lowprec_gemm_sched_init(sched, n_tiles, nt)
             lowprec_gemm_sched_init(sched + 1, n_rc, nt)
             for tid in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                t = lowprec_gemm_sched_next(sched, tid)
+                while t >= 0:
+                    err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
+                    t = lowprec_gemm_sched_next(sched, tid)
                 c = lowprec_gemm_sched_next(sched + 1, tid)
                 while c >= 0:
                     r1 = (c + 1) * _RHS_ROWS
                     lowprec_gemm_check_rhs(p, c * _RHS_ROWS, r1 if r1 < m else m)
                     c = lowprec_gemm_sched_next(sched + 1, tid)
-                t = lowprec_gemm_sched_next(sched, tid)
-                while t >= 0:
-                    err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
-                    t = lowprec_gemm_sched_next(sched, tid)
             free(sched)
     else:
-        if n_rc > 0:
-            lowprec_gemm_check_rhs(p, 0, m)
         for t in range(n_tiles):
             err += lowprec_gemm_u8s8_tile(p, t, work) != 0
+        if n_rc > 0:
+            lowprec_gemm_check_rhs(p, 0, m)
     free(work)
     if p.inj_target == LOWPREC_GEMM_INJ_ACT and p.k > 0:
         amut[inj_off] ^= <uint8_t>(1 << (p.inj_bit & 7))

@@ -513,13 +513,14 @@ int lowprec_gemm_u8s8_tile(const lowprec_gemm_u8s8_args *p, int64_t t, void *wor
     if (!p->chk_part) return tile_run(p, i0, i1, j0, j1, work);
     /* checks: the tile's own checksum slots on this thread's stack, checked right after the
      * tile by the thread that computed it (lowprec_gemm_tile_check_body) */
-    uint32_t slots[2][TILE_MAX_ROWS * LOWPREC_GEMM_CHK_LANES] __attribute__((aligned(64)));
+    uint32_t slots[2][TILE_MAX_ROWS / 2 * LOWPREC_GEMM_CHK_LANES] __attribute__((aligned(64)));
     if (i1 - i0 > TILE_MAX_ROWS) return -1;
     lowprec_gemm_u8s8_args q = *p;
     q.chk_acc = slots[0];
     q.chk_out = slots[1];
     q.chk_i0 = i0;
-    const size_t bytes = (size_t)(i1 - i0) * LOWPREC_GEMM_CHK_LANES * sizeof(uint32_t);
+    /* one line per pair of rows (lowprec_gemm_chk_slot) */
+    const size_t bytes = (size_t)(i1 - i0 + 1) / 2 * LOWPREC_GEMM_CHK_LANES * sizeof(uint32_t);
     memset(slots[0], 0, bytes);
     memset(slots[1], 0, bytes);
     const int err = tile_run(&q, i0, i1, j0, j1, work);

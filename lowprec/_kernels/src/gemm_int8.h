@@ -71,11 +71,16 @@ typedef struct {
      *   chk_w, chk_rhs: the right-hand sides' weights (lowprec_gemm_check_w_prepare) and their
      *     m results (lowprec_gemm_check_rhs).
      * Set by lowprec_gemm_u8s8_tile on its private copy of the arguments (the caller leaves
-     * them NULL / 0): the tile's own 16-lane slots, row i at (i - chk_i0) * 16 lanes; the
-     * pipeline adds column j0 + jj of a block into lane jj % 16 (no horizontal sum per block):
+     * them NULL / 0): the tile's own slots, one 16-lane line per pair of rows, row i's 8 lanes
+     * at lowprec_gemm_chk_slot(p, i); the pipeline adds column j0 + jj of a block into lane
+     * jj % 8 of the row's half (no horizontal sum per block):
      *   chk_acc: r[j] * raw accumulator;  chk_out: what it stores (uint8/int8 bytes, int32 /
      *   float32 bits).  Slots live on the tile's stack: each thread checks what it computed,
-     *   in its own cache (shared slots bounced cache lines between the cores at 2 threads). */
+     *   in its own cache (shared slots bounced cache lines between the cores at 2 threads).
+     *   A line per pair, not per row: the fused AVX-512 pipeline handles rows in pairs and
+     *   then updates one line per pair and array instead of two (the slot's load / add / store
+     *   inside the micro-kernel's loop, not the multiplies, was most of the check's cost
+     *   there); this halves the slots' zeroing and footprint too. */
     uint32_t *chk_part;
     uint8_t *chk_flags;
     const void *chk_w;
@@ -117,7 +122,14 @@ int lowprec_gemm_requant_f32_setup(int64_t n, const double *mult, int mult_per_c
                                    int32_t *cl, int32_t *ch, float *m32, float *bm32,
                                    float *thresh);
 
-#define LOWPREC_GEMM_CHK_LANES 16
+#define LOWPREC_GEMM_CHK_LANES 16 /* lanes of a slot line: a pair of rows, 8 lanes each */
+#define LOWPREC_GEMM_CHK_ROW_LANES 8
+/* Offset (in lanes) of row i's half of its slot line: rows chk_i0 + 2t and chk_i0 + 2t + 1
+ * share line t, the first in lanes 0..7, the second in lanes 8..15. */
+static inline int64_t lowprec_gemm_chk_slot(const lowprec_gemm_u8s8_args *p, int64_t i) {
+    const int64_t t = i - p->chk_i0;
+    return (t >> 1) * LOWPREC_GEMM_CHK_LANES + (t & 1) * LOWPREC_GEMM_CHK_ROW_LANES;
+}
 #define LOWPREC_GEMM_INJ_ACC 1
 #define LOWPREC_GEMM_INJ_OUT 2
 #define LOWPREC_GEMM_INJ_ACT 3 /* handled by the caller: bit of A[inj_i, inj_j], after the
@@ -220,10 +232,10 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
         const int32_t *cr = c + r * ldc;
         const uint32_t rs = p->rowsum ? (uint32_t)p->rowsum[i] : 0u;
         int32_t corr[LOWPREC_GEMM_PIPE_MAXN];
-        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
+        const int64_t slot = lowprec_gemm_chk_slot(p, i);
         if (p->chk_acc) {
             uint32_t *s = p->chk_acc + slot;
-            for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += rw[jj] * (uint32_t)cr[jj];
+            for (int64_t jj = 0; jj < n; jj++) s[jj & 7] += rw[jj] * (uint32_t)cr[jj];
         }
         for (int64_t jj = 0; jj < n; jj++)
             corr[jj] = (int32_t)((uint32_t)cr[jj] + coff[jj] - rs * bz[jj]);
@@ -232,7 +244,7 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
             for (int64_t jj = 0; jj < n; jj++) o[jj] = corr[jj];
             if (p->chk_out) {
                 uint32_t *s = p->chk_out + slot;
-                for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += (uint32_t)corr[jj];
+                for (int64_t jj = 0; jj < n; jj++) s[jj & 7] += (uint32_t)corr[jj];
             }
         } else if (p->out_kind == LOWPREC_GEMM_OUT_FLOAT32) {
             float *o = (float *)p->out + i * p->ldo + j0;
@@ -251,7 +263,7 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
                 uint32_t *s = p->chk_out + slot, u;
                 for (int64_t jj = 0; jj < n; jj++) {
                     memcpy(&u, &f[jj], 4);
-                    s[jj & 15] += u;
+                    s[jj & 7] += u;
                 }
             }
         } else {
@@ -275,7 +287,7 @@ static inline __attribute__((always_inline)) void lowprec_gemm_pipeline_body(
             for (int64_t jj = 0; jj < n; jj++) o8[jj] = (uint8_t)q[jj]; /* int8: same byte */
             if (p->chk_out) {
                 uint32_t *s = p->chk_out + slot;
-                for (int64_t jj = 0; jj < n; jj++) s[jj & 15] += (uint32_t)(uint8_t)q[jj];
+                for (int64_t jj = 0; jj < n; jj++) s[jj & 7] += (uint32_t)(uint8_t)q[jj];
             }
         }
     }
@@ -314,7 +326,7 @@ void lowprec_gemm_check_rhs_generic(const uint8_t *a, ptrdiff_t lda, int64_t k,
                                     const int32_t *wsum, int64_t i0, int64_t i1, uint32_t *rhs);
 void lowprec_gemm_check_rhs_avx2(const uint8_t *a, ptrdiff_t lda, int64_t k, const int32_t *wsum,
                                  int64_t i0, int64_t i1, uint32_t *rhs);
-/* AVX-512: on the base-128 digit planes of wsum (lowprec_gemm_rhs_planes_avx512vnni). */
+/* AVX-512: on the signed base-256 digit planes of wsum (lowprec_gemm_rhs_planes_avx512vnni). */
 void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t k,
                                        const int8_t *planes, int64_t i0, int64_t i1,
                                        uint32_t *rhs);
@@ -335,10 +347,10 @@ static inline __attribute__((always_inline)) void lowprec_gemm_tile_check_body(
     const lowprec_gemm_u8s8_args *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     uint32_t *part = p->chk_part + (j0 / p->nc) * p->m;
     for (int64_t i = i0; i < i1; i++) {
-        const uint32_t *sa = p->chk_acc + (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
-        const uint32_t *so = p->chk_out + (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
+        const uint32_t *sa = p->chk_acc + lowprec_gemm_chk_slot(p, i);
+        const uint32_t *so = p->chk_out + lowprec_gemm_chk_slot(p, i);
         uint32_t lhs = 0, want = 0, got = 0;
-        for (int l = 0; l < LOWPREC_GEMM_CHK_LANES; l++) {
+        for (int l = 0; l < LOWPREC_GEMM_CHK_ROW_LANES; l++) {
             lhs += sa[l];
             want += so[l];
         }

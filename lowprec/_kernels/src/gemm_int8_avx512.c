@@ -185,10 +185,18 @@ void lowprec_gemm_u8s8s32_avx512vnni_8x16(int64_t k, const uint8_t *a, ptrdiff_t
  *  with embedded round-to-nearest-even (= rint), + zp in int32.  Clamping to integer bounds
  *  before rounding gives the same integer as rounding first (rint is monotone and fixes
  *  integers), and it keeps vcvtpd2dq in range. */
-/* 16 checksum lanes += v (lane = column mod 16, as in lowprec_gemm_pipeline_body). */
+/* A slot line (16 lanes, a pair of rows: lowprec_gemm_chk_slot) += v. */
 LOWPREC_TARGET_AVX512VNNI
 static inline __attribute__((always_inline)) void chk_add(uint32_t *s, __m512i v) {
     _mm512_storeu_si512((void *)s, _mm512_add_epi32(_mm512_loadu_si512((const void *)s), v));
+}
+
+/* The 16 checksum lanes of a pair's two rows (v0: the first row, v1: the second) folded
+ * into one slot line: lanes 0..7 = v0's halves summed, lanes 8..15 = v1's (0x44: the low 256
+ * bits of v0, then of v1; 0xee: the high ones). */
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) __m512i chk_fold2(__m512i v0, __m512i v1) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(v0, v1, 0x44), _mm512_shuffle_i64x2(v0, v1, 0xee));
 }
 
 LOWPREC_TARGET_AVX512VNNI
@@ -234,14 +242,17 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
             qm[h] = qb[h] = _mm512_setzero_ps();
         }
     }
+    /* checksums (16 lanes) of the pending first row of a pair, folded with the second row's
+     * (or zeros) into its slot line once per pair */
+    __m512i first_acc = _mm512_setzero_si512(), first_out = _mm512_setzero_si512();
     for (int64_t r = 0; r < m; r++) {
         const int64_t i = i0 + r;
-        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
-        __m512i corr[2], raw[2];
+        const int second = (int)((i - p->chk_i0) & 1);
+        __m512i corr[2], raw[2], x_acc = _mm512_setzero_si512(), x_out = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) raw[h] = _mm512_loadu_si512((const void *)(c + r * 32 + 16 * h));
         if (p->chk_acc)
-            chk_add(p->chk_acc + slot, _mm512_add_epi32(_mm512_mullo_epi32(raw[0], rw[0]),
-                                                        _mm512_mullo_epi32(raw[1], rw[1])));
+            x_acc = _mm512_add_epi32(_mm512_mullo_epi32(raw[0], rw[0]),
+                                     _mm512_mullo_epi32(raw[1], rw[1]));
         for (int h = 0; h < 2; h++) {
             corr[h] = _mm512_add_epi32(raw[h], coff[h]);
             if (p->bzp)
@@ -252,7 +263,8 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
             int32_t *o = (int32_t *)p->out + i * p->ldo + j0;
             _mm512_storeu_si512((void *)o, corr[0]);
             _mm512_storeu_si512((void *)(o + 16), corr[1]);
-            if (p->chk_out) chk_add(p->chk_out + slot, _mm512_add_epi32(corr[0], corr[1]));
+            if (p->chk_out)
+                x_out = _mm512_add_epi32(corr[0], corr[1]);
         } else if (kind == LOWPREC_GEMM_OUT_FLOAT32) {
             float *o = (float *)p->out + i * p->ldo + j0;
             __m256i fs = _mm256_setzero_si256();
@@ -266,10 +278,11 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
                 fs = _mm256_add_epi32(fs, _mm256_castps_si256(f));
             }
             if (p->chk_out)
-                chk_add(p->chk_out + slot, _mm512_zextsi256_si512(fs));
+                x_out = _mm512_zextsi256_si512(fs);
         } else {
             uint8_t *o = (uint8_t *)p->out + i * p->ldo + j0;
             __m512i qs = _mm512_setzero_si512();
+            int done = 0; /* the float32 form stood: no float64 redo */
             if (p->q_cl) {
                 /* float32 form (proof: lowprec_gemm_requant_f32_setup): 16 lanes per vector
                  * and no float64 conversions; a row with any lane within the error bound of
@@ -292,11 +305,10 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
                         _mm_storeu_si128((__m128i *)(o + 16 * h), _mm512_cvtepi32_epi8(v));
                         qs = _mm512_add_epi32(qs, _mm512_and_si512(v, _mm512_set1_epi32(0xff)));
                     }
-                    if (p->chk_out) chk_add(p->chk_out + slot, qs);
-                    continue;
+                    done = 1;
                 }
             }
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < 2 && !done; h++) {
                 __m256i qi[2];
                 for (int u = 0; u < 2; u++) {
                     const int q = 2 * h + u;
@@ -311,7 +323,19 @@ static void pipeline_32(const lowprec_gemm_u8s8_args *p, const int32_t *c, int64
                 _mm_storeu_si128((__m128i *)(o + 16 * h), _mm512_cvtepi32_epi8(v));
                 qs = _mm512_add_epi32(qs, _mm512_and_si512(v, _mm512_set1_epi32(0xff)));
             }
-            if (p->chk_out) chk_add(p->chk_out + slot, qs);
+            if (p->chk_out) x_out = qs;
+        }
+        if (!second && r < m - 1) {
+            first_acc = x_acc;
+            first_out = x_out;
+        } else if (p->chk_acc || p->chk_out) {
+            const int64_t line = lowprec_gemm_chk_slot(p, i) - second * LOWPREC_GEMM_CHK_ROW_LANES;
+            const __m512i z = _mm512_setzero_si512();
+            if (p->chk_acc)
+                chk_add(p->chk_acc + line, second ? chk_fold2(first_acc, x_acc) : chk_fold2(x_acc, z));
+            if (p->chk_out)
+                chk_add(p->chk_out + line, second ? chk_fold2(first_out, x_out) : chk_fold2(x_out, z));
+            first_acc = first_out = z;
         }
     }
 }
@@ -340,9 +364,8 @@ typedef struct {
     __m512i zp16, lo16, hi16, perm;
     int clamp, is_s8;
     const int32_t *rowsum; /* NULL: symmetric weights */
-    /* soft-error checksums (NULL: off), as pipeline_32 takes them: the tile's slot
-     * (i - chk_i0) * LOWPREC_GEMM_CHK_LANES of row i, rw the accumulator checksum's column
-     * weights */
+    /* soft-error checksums (NULL: off), as pipeline_32 takes them: the tile's slot lines
+     * (lowprec_gemm_chk_slot), rw the accumulator checksum's column weights */
     uint32_t *chk_acc, *chk_out;
     int64_t chk_i0;
     __m512i rw[2];
@@ -378,20 +401,30 @@ static void q8_setup(const lowprec_gemm_u8s8_args *p, int64_t j0, q8_consts *q) 
                             : _mm512_set1_epi32(1);
 }
 
-/* The checksums of one row (accumulators c, stored bytes summed in the 64-bit lanes `bytes`
- * selects from vpsadbw's result): what pipeline_32 adds for it, in other lanes (the check
- * sums a row's lanes). */
+/* The checksums of a row pair (accumulators c0, c1; stored bytes b of both rows, row 0 in the
+ * low 256 bits; i0 its first row, the first of its slot line; `two`: 0 for a last odd row,
+ * which counts once): what pipeline_32 adds for them, one line update per array.  vpsadbw of b
+ * already has row 0 in lanes 0..7 and row 1 in lanes 8..15 (64-bit sums < 2^16). */
 LOWPREC_TARGET_AVX512VNNI
-static inline __attribute__((always_inline)) void q8_row_checks(const q8_consts *q,
-                                                                const int32_t *c, int64_t i,
-                                                                __m512i sad, __mmask8 bytes) {
-    const int64_t slot = (i - q->chk_i0) * LOWPREC_GEMM_CHK_LANES;
-    if (q->chk_acc)
-        chk_add(q->chk_acc + slot,
-                _mm512_add_epi32(
-                    _mm512_mullo_epi32(_mm512_loadu_si512((const void *)c), q->rw[0]),
-                    _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(c + 16)), q->rw[1])));
-    if (q->chk_out) chk_add(q->chk_out + slot, _mm512_maskz_mov_epi64(bytes, sad));
+static inline __attribute__((always_inline)) void q8_pair_checks(const q8_consts *q,
+                                                                 const int32_t *c0,
+                                                                 const int32_t *c1, int64_t i0,
+                                                                 __m512i b, int two) {
+    const int64_t line = (i0 - q->chk_i0) * (LOWPREC_GEMM_CHK_LANES / 2);
+    if (q->chk_acc) {
+        const __m512i x0 = _mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_loadu_si512((const void *)c0), q->rw[0]),
+            _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(c0 + 16)), q->rw[1]));
+        const __m512i x1 = _mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_loadu_si512((const void *)c1), q->rw[0]),
+            _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(c1 + 16)), q->rw[1]));
+        const __m512i y = chk_fold2(x0, x1);
+        chk_add(q->chk_acc + line, two ? y : _mm512_maskz_mov_epi32(0x00ff, y));
+    }
+    if (q->chk_out) {
+        const __m512i sad = _mm512_sad_epu8(b, _mm512_setzero_si512());
+        chk_add(q->chk_out + line, two ? sad : _mm512_maskz_mov_epi32(0x00ff, sad));
+    }
 }
 
 /* Rows c0 and c1 (32 accumulators each; i0, i1 their row indices) into o0 and o1 (32 bytes
@@ -431,11 +464,8 @@ static inline __attribute__((always_inline)) int q8_pair(const q8_consts *q, con
     const int ok = _mm512_cmp_ps_mask(big, q->thr, _CMP_LT_OQ) == 0xffff;
     if (ok && (q->chk_acc || q->chk_out)) {
         /* Only for a pair that stands (a failed one is redone by pipeline_32, which adds its
-         * own); a last odd row (i1 == i0) counts once.  Byte sums: row 0 is in the low 256
-         * bits of b (4 lanes of vpsadbw), row 1 in the high ones. */
-        const __m512i sad = _mm512_sad_epu8(b, _mm512_setzero_si512());
-        q8_row_checks(q, c0, i0, sad, 0x0F);
-        if (i1 != i0) q8_row_checks(q, c1, i1, sad, 0xF0);
+         * own); a last odd row (i1 == i0) counts once. */
+        q8_pair_checks(q, c0, c1, i0, b, i1 != i0);
     }
     return ok;
 }
@@ -576,14 +606,16 @@ void lowprec_gemm_pipeline_avx512vnni(const lowprec_gemm_u8s8_args *p, const int
 }
 
 /* Soft-error check, right-hand sides rhs[i] = sum_k A[i, k] * wsum[k] (wrapping) by vpdpbusd:
- * u = (uint32) wsum[k] is split into five base-128 digits d_p = (u >> 7p) & 127, each a valid
- * int8 operand, so that a row takes five vpdpbusd per 64 k (instead of four widenings and four
- * vpmulld per 64 k: the check's cost at M = 64 was mostly this).  sum_p 2^7p d_p = u == wsum
- * (mod 2^32); vpdpbusd adds without saturating, so every lane wraps modulo 2^32 like the
- * reference, and the planes are combined by shifts before the one horizontal sum.  The digit
- * planes (5 k bytes, zero padded to a multiple of 64) are built once per call
- * (lowprec_gemm_rhs_planes_avx512vnni), then read by every chunk of rows. */
-#define RHS_PLANES 5
+ * u = (uint32) wsum[k] is split into four signed base-256 digits d_p in [-128, 127], each a
+ * valid int8 operand, so that a row takes four vpdpbusd per 64 k (instead of four widenings
+ * and four vpmulld per 64 k: the check's cost at M = 64 was mostly this; unsigned base-128
+ * digits need five).  d_0 is the low byte of u read as int8, then u <- (u - d_0) >> 8 (exact:
+ * the low byte is then zero) and so on, so sum_p 2^8p d_p == u == wsum (mod 2^32); vpdpbusd
+ * adds without saturating, so every lane wraps modulo 2^32 like the reference, and the planes
+ * are combined by shifts before the one horizontal sum.  The digit planes (4 k bytes, zero
+ * padded to a multiple of 64) are built once per call (lowprec_gemm_rhs_planes_avx512vnni),
+ * then read by every chunk of rows. */
+#define RHS_PLANES 4
 int64_t lowprec_gemm_rhs_planes_size(int64_t k) { return RHS_PLANES * ((k + 63) / 64 * 64); }
 
 LOWPREC_TARGET_AVX512VNNI
@@ -591,11 +623,13 @@ void lowprec_gemm_rhs_planes_avx512vnni(int64_t k, const int32_t *wsum, int8_t *
     const int64_t kp = (k + 63) / 64 * 64;
     for (int64_t kk = 0; kk < kp; kk += 16) {
         const __mmask16 mk = kk + 16 <= k ? 0xffff : (kk < k ? (__mmask16)((1u << (k - kk)) - 1u) : 0);
-        const __m512i u = _mm512_maskz_loadu_epi32(mk, wsum + kk);
-        for (int q = 0; q < RHS_PLANES; q++)
-            _mm_storeu_si128((__m128i *)(planes + q * kp + kk),
-                             _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 7 * q),
-                                                                   _mm512_set1_epi32(127))));
+        __m512i u = _mm512_maskz_loadu_epi32(mk, wsum + kk);
+        for (int q = 0; q < RHS_PLANES; q++) {
+            /* the low byte (vpmovdb truncates), and its value as int8 */
+            _mm_storeu_si128((__m128i *)(planes + q * kp + kk), _mm512_cvtepi32_epi8(u));
+            const __m512i d = _mm512_srai_epi32(_mm512_slli_epi32(u, 24), 24);
+            u = _mm512_srli_epi32(_mm512_sub_epi32(u, d), 8);
+        }
     }
 }
 
@@ -618,43 +652,66 @@ void lowprec_gemm_check_rhs_avx512vnni(const uint8_t *a, ptrdiff_t lda, int64_t 
         }
         __m512i t = acc[0];
         for (int q = 1; q < RHS_PLANES; q++)
-            t = _mm512_add_epi32(t, _mm512_slli_epi32(acc[q], 7 * q));
+            t = _mm512_add_epi32(t, _mm512_slli_epi32(acc[q], 8 * q));
         rhs[i] = (uint32_t)_mm512_reduce_add_epi32(t);
     }
 }
 
-/* One tile's checks (lowprec_gemm_tile_check_body's values): the slot lanes by one horizontal
- * sum per row, the stored block re-read with vpsadbw (bytes: 8 sums of 8 per 64) or vpaddd
- * (32-bit patterns), masked loads for the last partial vector. */
+/* The stored output of row i, columns j0..j0+n-1, re-read as 16 lanes whose wrapping sum is
+ * the row's sum (vpsadbw for bytes: 64-bit sums < 2^16 each, high halves zero; vpaddd for
+ * 32-bit patterns), masked loads for the last partial vector. */
+LOWPREC_TARGET_AVX512VNNI
+static inline __attribute__((always_inline)) __m512i reread_row(const lowprec_gemm_u8s8_args *p,
+                                                                int wide, int64_t i, int64_t j0,
+                                                                int64_t n) {
+    __m512i s = _mm512_setzero_si512();
+    int64_t j = 0;
+    if (wide) {
+        const uint32_t *o = (const uint32_t *)p->out + i * p->ldo + j0;
+        for (; j + 16 <= n; j += 16) s = _mm512_add_epi32(s, _mm512_loadu_si512(o + j));
+        if (j < n)
+            s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32((__mmask16)((1u << (n - j)) - 1u), o + j));
+    } else {
+        const uint8_t *o = (const uint8_t *)p->out + i * p->ldo + j0;
+        for (; j + 64 <= n; j += 64)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(o + j), _mm512_setzero_si512()));
+        if (j < n)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (n - j))), o + j),
+                                                    _mm512_setzero_si512()));
+    }
+    return s;
+}
+
+/* One tile's checks (lowprec_gemm_tile_check_body's values), a pair of rows (one slot line)
+ * at a time: the rows' accumulator halves summed into chk_part, and (output half - re-read
+ * output) summed, nonzero when the stored output differs from what the pipeline emitted (the
+ * portable body's wrapping sums, compared by difference).  The four sums of a pair come out
+ * of one 7-operation reduction instead of four horizontal sums. */
 LOWPREC_TARGET_AVX512VNNI
 void lowprec_gemm_tile_check_avx512vnni(const lowprec_gemm_u8s8_args *p, int64_t i0,
                                         int64_t i1, int64_t j0, int64_t j1) {
     uint32_t *part = p->chk_part + (j0 / p->nc) * p->m;
     const int wide = p->out_kind == LOWPREC_GEMM_OUT_INT32 || p->out_kind == LOWPREC_GEMM_OUT_FLOAT32;
     const int64_t n = j1 - j0;
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t slot = (i - p->chk_i0) * LOWPREC_GEMM_CHK_LANES;
-        part[i] = (uint32_t)_mm512_reduce_add_epi32(_mm512_loadu_si512(p->chk_acc + slot));
-        const uint32_t want = (uint32_t)_mm512_reduce_add_epi32(_mm512_loadu_si512(p->chk_out + slot));
-        uint32_t got;
-        int64_t j = 0;
-        if (wide) {
-            const uint32_t *o = (const uint32_t *)p->out + i * p->ldo + j0;
-            __m512i s = _mm512_setzero_si512();
-            for (; j + 16 <= n; j += 16) s = _mm512_add_epi32(s, _mm512_loadu_si512(o + j));
-            if (j < n) s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32((__mmask16)((1u << (n - j)) - 1u), o + j));
-            got = (uint32_t)_mm512_reduce_add_epi32(s);
-        } else {
-            const uint8_t *o = (const uint8_t *)p->out + i * p->ldo + j0;
-            __m512i s = _mm512_setzero_si512();
-            for (; j + 64 <= n; j += 64)
-                s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(o + j), _mm512_setzero_si512()));
-            if (j < n)
-                s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (n - j))), o + j),
-                                                        _mm512_setzero_si512()));
-            got = (uint32_t)_mm512_reduce_add_epi64(s);
-        }
-        if (got != want) __atomic_fetch_or(p->chk_flags + i, (uint8_t)2, __ATOMIC_RELAXED);
+    for (int64_t i = i0; i < i1; i += 2) {
+        const int two = i + 1 < i1; /* else a last odd row: its line's second half is zero */
+        const int64_t line = lowprec_gemm_chk_slot(p, i); /* i - chk_i0 is even */
+        const __m512i g0 = reread_row(p, wide, i, j0, n);
+        const __m512i g1 = two ? reread_row(p, wide, i + 1, j0, n) : _mm512_setzero_si512();
+        /* the re-read sums folded like the line: row i in lanes 0..7, row i + 1 in 8..15 */
+        const __m512i g = chk_fold2(g0, g1);
+        const __m512i a = _mm512_loadu_si512(p->chk_acc + line);
+        const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(p->chk_out + line), g);
+        /* blocks: acc of row i, acc of row i + 1, d of row i, d of row i + 1 (4 lanes each),
+         * then summed within each block: lanes 0, 4, 8, 12 */
+        __m512i x = _mm512_add_epi32(_mm512_shuffle_i64x2(a, d, 0x88), _mm512_shuffle_i64x2(a, d, 0xdd));
+        x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0x4e));
+        x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0xb1));
+        part[i] = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(x));
+        if (two) part[i + 1] = (uint32_t)_mm_cvtsi128_si32(_mm512_extracti32x4_epi32(x, 1));
+        const unsigned bad = _mm512_cmpneq_epi32_mask(x, _mm512_setzero_si512()) & 0x1100u;
+        if (bad & 0x100u) __atomic_fetch_or(p->chk_flags + i, (uint8_t)2, __ATOMIC_RELAXED);
+        if (bad & 0x1000u) __atomic_fetch_or(p->chk_flags + i + 1, (uint8_t)2, __ATOMIC_RELAXED);
     }
 }
 
