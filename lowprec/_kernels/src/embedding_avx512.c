@@ -440,10 +440,15 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                     if (fmt == LOWPREC_EB_F32)
                         bsum[v & 7] = full ? eb5_bytesum64(bsum[v & 7], ones, src)
                                            : _mm512_dpbusd_epi32(bsum[v & 7], ones, _mm512_castps_si512(x));
-                    else
-                        bsum_h[v & 7] = full ? eb5_bytesum32(bsum_h[v & 7], _mm512_castsi512_si256(ones), src)
-                                             : _mm256_dpbusd_epi32(bsum_h[v & 7], _mm512_castsi512_si256(ones),
-                                                                   eb5_half_raw(row, j0 + 16 * v, 0, mt));
+                    else if (v % 2 == 1 && full)
+                        /* fp16 / bf16: the 64 bytes of vectors v - 1 and v in one vpdpbusd
+                         * (half the instructions of one per vector). */
+                        bsum[v & 7] = eb5_bytesum64(bsum[v & 7], ones, src - 32);
+                    else if (!(v % 2 == 0 && v + 1 < NV && (v + 1 < NV - 1 || lt == 16)))
+                        /* a vector without a full partner: the last of an odd count, or a
+                         * partial last one and its predecessor (masked lanes read as zeros) */
+                        bsum_h[v & 7] = _mm256_dpbusd_epi32(bsum_h[v & 7], _mm512_castsi512_si256(ones),
+                                                            eb5_half_raw(row, j0 + 16 * v, full, mt));
                     acc[v] = _mm512_add_ps(acc[v], x);
                 }
             } else {
