@@ -436,11 +436,13 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                 for (int v = 0; v < NV; v++) {
                     const int full = v < NV - 1 || lt == 16;
                     const uint8_t *src = row + (fmt == LOWPREC_EB_F32 ? 4 : 2) * (j0 + 16 * v);
-                    const __m512 x = eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0);
-                    if (fmt == LOWPREC_EB_F32)
-                        bsum[v & 7] = full ? eb5_bytesum64(bsum[v & 7], ones, src)
-                                           : _mm512_dpbusd_epi32(bsum[v & 7], ones, _mm512_castps_si512(x));
-                    else if (v % 2 == 1 && full)
+                    __m512 x = eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0);
+                    if (fmt == LOWPREC_EB_F32) {
+                        /* One load for the add and the byte sum: the empty asm keeps the
+                         * compiler from folding it into the add and loading the line again. */
+                        __asm__("" : "+v"(x));
+                        bsum[v & 7] = _mm512_dpbusd_epi32(bsum[v & 7], ones, _mm512_castps_si512(x));
+                    } else if (v % 2 == 1 && full)
                         /* fp16 / bf16: the 64 bytes of vectors v - 1 and v in one vpdpbusd
                          * (half the instructions of one per vector). */
                         bsum[v & 7] = eb5_bytesum64(bsum[v & 7], ones, src - 32);
