@@ -192,16 +192,11 @@ EB5_T static EB5_AI int eb5_out_differs(int out_fmt, const uint8_t *orow, int64_
                                          eb5_half_out(out_fmt, x)) != 0;
 }
 
-/* acc += the signed byte sums of the 64 (32) bytes at p, four per int32 lane: vpdpbusd of
- * ones (unsigned) and the bytes (signed) straight from memory, one instruction per vector of
- * a row (from a register it took a second load instruction: on cached rows the checked loop
- * is bound by its instruction count). */
+/* acc += the signed byte sums of the 64 bytes at p, four per int32 lane: vpdpbusd of ones
+ * (unsigned) and the bytes (signed) straight from memory (fp16 / bf16 rows, which the
+ * pooling converts from memory with vcvtph2ps or loads as 32-byte halves). */
 EB5_T static EB5_AI __m512i eb5_bytesum64(__m512i acc, __m512i ones, const uint8_t *p) {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(ones), "m"(*(const uint8_t(*)[64])p));
-    return acc;
-}
-EB5_T static EB5_AI __m256i eb5_bytesum32(__m256i acc, __m256i ones, const uint8_t *p) {
-    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(ones), "m"(*(const uint8_t(*)[32])p));
     return acc;
 }
 
@@ -435,7 +430,6 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
 #pragma GCC unroll 16
                 for (int v = 0; v < NV; v++) {
                     const int full = v < NV - 1 || lt == 16;
-                    const uint8_t *src = row + (fmt == LOWPREC_EB_F32 ? 4 : 2) * (j0 + 16 * v);
                     __m512 x = eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0);
                     if (fmt == LOWPREC_EB_F32) {
                         /* One load for the add and the byte sum: the empty asm keeps the
@@ -445,7 +439,7 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
                     } else if (v % 2 == 1 && full)
                         /* fp16 / bf16: the 64 bytes of vectors v - 1 and v in one vpdpbusd
                          * (half the instructions of one per vector). */
-                        bsum[v & 7] = eb5_bytesum64(bsum[v & 7], ones, src - 32);
+                        bsum[v & 7] = eb5_bytesum64(bsum[v & 7], ones, row + 2 * (j0 + 16 * (v - 1)));
                     else if (!(v % 2 == 0 && v + 1 < NV && (v + 1 < NV - 1 || lt == 16)))
                         /* a vector without a full partner: the last of an odd count, or a
                          * partial last one and its predecessor (masked lanes read as zeros) */
