@@ -49,7 +49,7 @@ class EmbeddingBagSum:
         self.offsets = np.arange(0, n, BAG_SIZE)
         self.out = np.empty((BAGS, DIM), np.float32)
         self.kw = dict(n_threads=threads)
-        self._call()  # start the thread team (src/embedding.c) and touch the pages
+        self._call()  # start the OpenMP threads and touch the pages
 
     def _call(self):
         embedding_bag(self.table, self.idx, self.offsets, out=self.out, **self.kw)

@@ -5,9 +5,10 @@ OpenMP's own budget read at call time (``OMP_NUM_THREADS``,
 ``threadpoolctl.threadpool_limits(user_api="openmp")``).  Kernels partition work so that every
 output element is computed by one thread in a fixed order: results never depend on the count.
 
-libgomp (GCC's OpenMP runtime) is not fork-safe: after ``os.fork()`` a child that calls a
-parallel lowprec kernel may hang.  Use the "spawn" or "forkserver" start method of
-multiprocessing, or ``n_threads=1`` in forked children.
+libgomp (GCC's OpenMP runtime) is not fork-safe, so a child forked after the parent ran a
+parallel kernel runs every parallel region on one thread (``_kernels/_openmp_helpers.pxd``)
+instead of hanging.  Use the "spawn" or "forkserver" start method of multiprocessing for
+children that should run in parallel.
 """
 
 from ._kernels import _runtime

@@ -130,3 +130,46 @@ def test_as_array_names_the_argument_and_accepted_dtypes():
     assert _validation.as_array([1, 2], "x").dtype.kind == "i"
     with pytest.raises(TypeError, match="table has dtype int64; expected one of: float32"):
         _validation.as_array(np.zeros(3, np.int64), "table", (np.float32,))
+
+
+_FORK_SCRIPT = r"""
+import os, signal, sys
+import numpy as np
+import lowprec as lp
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((512, 512), dtype=np.float32)
+w8 = rng.integers(-128, 128, (512, 512), dtype=np.int8)
+a8 = rng.integers(0, 256, (256, 512), dtype=np.uint8)
+pw8, pw4, pwb = lp.pack_weights(w8, scale=0.01), lp.pack_weights_int4(x), lp.pack_weights_bf16(x)
+table = lp.quantize_rowwise(rng.standard_normal((20000, 64), dtype=np.float32), bits=8)
+idx = rng.integers(0, 20000, 65536)
+big = rng.standard_normal(1 << 21, dtype=np.float32)
+calls = [
+    lambda: lp.qmatmul(a8, pw8, n_threads=2),
+    lambda: lp.linear_int4(x[:64], pw4, n_threads=2),
+    lambda: lp.linear_bf16(x[:256], pwb, n_threads=2),
+    lambda: lp.embedding_bag(table, idx, np.arange(0, 65536, 32), n_threads=2),
+    lambda: lp.quantize_rowwise(x, bits=4, n_threads=2).data,
+    lambda: lp.to_bfloat16(big, n_threads=2).view(np.uint16),
+    lambda: lp.quantize(big, 0.01, 3, dtype=np.uint8, n_threads=2),
+]
+want = [f() for f in calls]  # the parent's OpenMP pool exists now
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)  # a hang ends the child with SIGALRM
+    same = all(np.array_equal(np.asarray(f()), np.asarray(v)) for f, v in zip(calls, want))
+    os._exit(0 if same else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_runs_parallel_kernels_without_hanging():
+    # libgomp is not fork-safe: a child forked after the parent ran a 2-thread region used to
+    # hang in its next one.  Every parallel module runs a forked child's regions on one thread
+    # (_openmp_helpers.pxd): same results, no hang.
+    r = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])

@@ -294,10 +294,21 @@ def test_thread_count_does_not_matter(fmt):
         assert np.array_equal(r.view(np.uint32), res[0].view(np.uint32))
 
 
+@pytest.fixture(params=[False, True], ids=["openmp", "team"])
+def thread_pool(request):
+    # 2+ thread calls: the OpenMP region (default) or the opt-in work-sharing team
+    # (LOWPREC_EB_TEAM=1, src/embedding.c); both must give the same bits.
+    from lowprec._kernels import _embedding as kernels
+
+    kernels._set_team(request.param)
+    yield request.param
+    kernels._set_team(os.environ.get("LOWPREC_EB_TEAM", "") == "1")
+
+
 @pytest.mark.parametrize("fmt", ["f16", "q8"])
-def test_team_thread_counts_in_any_order(fmt):
-    # The fast path's work-sharing team (src/embedding.c) keeps its helpers between calls: a
-    # call after one with more threads must use only its own count, with the same bits.
+def test_team_thread_counts_in_any_order(fmt, thread_pool):
+    # The work-sharing team (src/embedding.c) keeps its helpers between calls, OpenMP its pool:
+    # a call after one with more threads must use only its own count, with the same bits.
     table, idx, lens, _ = _big_case(fmt, rows=3000)
     idx = np.tile(idx, 4)
     offs = np.arange(0, idx.size, 7)
@@ -308,7 +319,7 @@ def test_team_thread_counts_in_any_order(fmt):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_team_after_fork():
+def test_team_after_fork(thread_pool):
     # A forked child has no helper threads (only the forking thread is copied): its 2-thread
     # calls must still finish, with the same result.
     table, idx, lens, _ = _big_case("q8", rows=3000)

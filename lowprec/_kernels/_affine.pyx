@@ -8,7 +8,11 @@
 # quantization.py; the checks here only keep a direct caller from writing out of bounds.
 
 from cython.parallel cimport prange
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
 from libc.stdint cimport int8_t, int32_t, uint8_t
+
+
+lowprec_fork_guard()  # forked children run parallel regions on one thread
 
 
 cdef extern from *:
@@ -123,7 +127,7 @@ def quantize(const float[::1] x, qint_t[::1] q, float inv, int zp, int qmin, int
     if n == 0:
         return
     with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
+        for c in prange(_n_chunks(n), num_threads=lowprec_region_threads(n_threads), schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
             if qint_t is uint8_t:
@@ -163,7 +167,7 @@ def quantize_per_channel(const float[::1] x, qint_t[::1] q, Py_ssize_t C, Py_ssi
     if n == 0:
         return
     with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
+        for c in prange(_n_chunks(n), num_threads=lowprec_region_threads(n_threads), schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
             if qint_t is uint8_t:
@@ -191,7 +195,7 @@ def dequantize(const qint_t[::1] q, float[::1] y, float scale, int zp, int n_thr
     if n == 0:
         return
     with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
+        for c in prange(_n_chunks(n), num_threads=lowprec_region_threads(n_threads), schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
             if qint_t is uint8_t:
@@ -217,7 +221,7 @@ def dequantize_per_channel(const qint_t[::1] q, float[::1] y, Py_ssize_t C, Py_s
     if n == 0:
         return
     with nogil:
-        for c in prange(_n_chunks(n), num_threads=n_threads, schedule='static'):
+        for c in prange(_n_chunks(n), num_threads=lowprec_region_threads(n_threads), schedule='static'):
             start = c * _CHUNK
             stop = min(start + _CHUNK, n)
             if qint_t is uint8_t:

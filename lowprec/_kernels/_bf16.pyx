@@ -16,7 +16,11 @@
 # atomic increment per 64K-element chunk.
 
 from cython.parallel cimport prange
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
 from libc.stdint cimport uint16_t, uint64_t
+
+
+lowprec_fork_guard()  # forked children run parallel regions on one thread
 
 
 cdef extern from "bf16.h":
@@ -125,7 +129,7 @@ def from_float(const real_t[::1] src, uint16_t[::1] dst, int rounding=0, uint64_
             else:
                 fn64(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
+    for c in prange(n_chunks, nogil=True, num_threads=lowprec_region_threads(n_threads), schedule="dynamic"):
         start = c * _CHUNK
         if real_t is float:
             fn32(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
@@ -151,7 +155,7 @@ def round_f32(const float[::1] src, float[::1] dst, int rounding=0, uint64_t key
         with nogil:
             fn(&src[0], &dst[0], n, rounding, key, index0, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
+    for c in prange(n_chunks, nogil=True, num_threads=lowprec_region_threads(n_threads), schedule="dynamic"):
         start = c * _CHUNK
         fn(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), rounding, key,
            index0 + <uint64_t>start, nt)
@@ -175,7 +179,7 @@ def to_float(const uint16_t[::1] src, real_t[::1] dst, int n_threads=1, int nont
             else:
                 fn64(&src[0], &dst[0], n, nt)
         return
-    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="dynamic"):
+    for c in prange(n_chunks, nogil=True, num_threads=lowprec_region_threads(n_threads), schedule="dynamic"):
         start = c * _CHUNK
         if real_t is float:
             fn32(&src[start], &dst[start], min(<Py_ssize_t>_CHUNK, n - start), nt)

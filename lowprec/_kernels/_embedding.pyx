@@ -2,8 +2,8 @@
 #
 # The C kernels (src/embedding*.c) pool a range of bags serially.  Here the bags are cut into
 # chunks of about equal work (indices + bags, from the offsets prefix: a few long bags do not
-# unbalance the threads) and the chunks are taken dynamically by the threads of a work-sharing
-# team (src/embedding.c; an OpenMP region when the team is busy or unavailable).  Each bag
+# unbalance the threads) and the chunks are taken dynamically by the threads of one OpenMP
+# region (or, opted into with LOWPREC_EB_TEAM=1, of a work-sharing team: src/embedding.c).  Each bag
 # is computed by exactly one thread with the same code, so the output does not depend on the
 # thread count or the schedule.  Before any kernel runs, a serial pre-pass checks every index
 # (and the mapping entries they select): a bad index raises IndexError with `out` untouched.
@@ -15,10 +15,14 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc
 
 from ._openmp_helpers cimport lowprec_omp_max_threads  # noqa: F401  (keeps the shim linked)
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
+
+import os
 
 import numpy as np
 
 cnp.import_array()
+lowprec_fork_guard()  # forked children run parallel regions on one thread
 
 cdef extern from *:
     """
@@ -263,8 +267,16 @@ cdef int64_t _check_args(const lowprec_eb_args *a) noexcept nogil:
     return lowprec_embedding_check_generic(a)
 
 
-# 2+ thread calls run on the team (embedding.c) unless this is off (_set_team: A/B benchmarks).
-cdef bint _use_team = True
+# 2+ thread calls run in an OpenMP region, the same thread pool as lowprec's GEMMs (and as
+# PyTorch's when it shares the libgomp).  The work-sharing team (embedding.c) is opt-in,
+# LOWPREC_EB_TEAM=1 (or _set_team, for A/B benchmarks): it spares a call the OpenMP end barrier
+# when other processes oversubscribe the cores, but its helper is a thread of its own, and in a
+# process that also runs OpenMP code the two pools spin against each other on the same cores.
+# A DLRM-like loop (EmbeddingBag, then a 256 x 512 x 512 int8 GEMM, both at 2 threads, quiet
+# host): EmbeddingBag 844-2027 us per call with the team against 349-352 us in the region for
+# 1M x 128 8-bit rows, 2385-2490 against 818-1020 us for 1M x 64 fp32, and the GEMM after it
+# 233-495 against 177-184 us (docs/embedding_bag.md).
+cdef bint _use_team = os.environ.get("LOWPREC_EB_TEAM", "") == "1"
 
 
 def _set_team(bint on):
@@ -324,14 +336,14 @@ cdef int64_t _pool_args(const lowprec_eb_args *a, int n_threads, bint check,
     job.bounds = bounds
     with nogil:
         lowprec_embedding_partition(a.offsets, n_bags, n_chunks, bounds)
-        # The team (embedding.c) waits only for chunks its helpers actually took, not for a
+        # The team (opt-in, above) waits only for chunks its helpers actually took, not for a
         # helper the OS has not scheduled yet (an OpenMP region's end barrier does: 16 ms per
-        # call on the loaded 2-core machine).  The OpenMP region below is the fallback (another
-        # call already uses the team, or no POSIX threads).
+        # call on the 2-core machine under load 4-5).  The OpenMP region below is the default,
+        # and the team's fallback (another call already uses the team, or no POSIX threads).
         if not _use_team or lowprec_eb_team_run(n_threads, n_chunks, _team_chunk, &job) != 0:
             # Chunks are taken from a shared counter inside one parallel region, whose end is
             # the only barrier (a prange adds its loop's barrier before it).
-            with parallel(num_threads=n_threads):
+            with parallel(num_threads=lowprec_region_threads(n_threads)):
                 c = lowprec_eb_next_chunk(&next_chunk)
                 while c < n_chunks:
                     _team_chunk(&job, c)

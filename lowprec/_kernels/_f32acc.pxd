@@ -3,6 +3,7 @@
 # each computed by one thread over the full K; dynamic schedule, one tile at a time).
 
 from cython.parallel cimport prange
+from ._openmp_helpers cimport lowprec_region_threads
 from libc.stdint cimport int64_t
 
 cdef extern from "gemm_f32acc.h":
@@ -71,7 +72,8 @@ cdef inline int run_tiles(lp_f32acc_args *p, lp_plan_fn plan, lp_tile_fn tile,
     if nt > n_tiles:
         nt = <int>n_tiles
     if nt > 1:
-        for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+        for t in prange(n_tiles, num_threads=lowprec_region_threads(nt), schedule='dynamic',
+                       chunksize=1):
             err += tile(p, t)
     else:
         for t in range(n_tiles):

@@ -11,8 +11,12 @@
 from libc.stdint cimport int64_t, uint16_t, uint32_t
 
 from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
+from ._openmp_helpers cimport lowprec_fork_guard
 
 from . import _runtime
+
+lowprec_fork_guard()  # forked children run parallel regions on one thread
+
 
 cdef extern from "gemm_bf16.h":
     int64_t lowprec_bf16_packed_words(int64_t n, int64_t k) noexcept nogil

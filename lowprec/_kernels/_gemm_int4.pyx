@@ -5,10 +5,14 @@
 # M and K only.
 
 from cython.parallel cimport prange
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 from ._f32acc cimport lp_f32acc_args, prepare, run_tiles
+
+
+lowprec_fork_guard()  # forked children run parallel regions on one thread
 
 
 cdef extern from "gemm_int4.h":
@@ -220,7 +224,7 @@ def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] sca
             ch = 64
             nch = (m + ch - 1) // ch
             if nt > 1 and nch > 1 and m * k >= (1 << 16):
-                for c in prange(nch, num_threads=nt, schedule='static'):
+                for c in prange(nch, num_threads=lowprec_region_threads(nt), schedule='static'):
                     r0 = c * ch
                     r1 = min(m, r0 + ch)
                     lowprec_int4i8_quantize(&a[r0, 0], lda, r1 - r0, k, group, aq + r0 * k,
@@ -232,7 +236,7 @@ def gemm_i8(const float[:, :] a, const uint32_t[::1] words, const float[::1] sca
         if nt > n_tiles:
             nt = <int>n_tiles
         if nt > 1:
-            for t in prange(n_tiles, num_threads=nt, schedule='dynamic', chunksize=1):
+            for t in prange(n_tiles, num_threads=lowprec_region_threads(nt), schedule='dynamic', chunksize=1):
                 lowprec_int4i8_tile(&p, t)
         else:
             for t in range(n_tiles):

@@ -8,6 +8,7 @@
 # thread count.  One thread: no parallel region at all.
 
 from cython.parallel cimport prange, threadid
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -15,6 +16,7 @@ from libc.math cimport INFINITY
 cimport numpy as cnp
 
 cnp.import_array()
+lowprec_fork_guard()  # forked children run parallel regions on one thread
 
 
 cdef extern from "gemm_int8.h":
@@ -674,7 +676,7 @@ cdef int _run_tiles(lowprec_gemm_u8s8_args *p, int nt, const int32_t *wsum=NULL,
         else:
             lowprec_gemm_sched_init(sched, n_tiles, nt)
             lowprec_gemm_sched_init(sched + 1, n_rc, nt)
-            for tid in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+            for tid in prange(nt, num_threads=lowprec_region_threads(nt), schedule='static', chunksize=1):
                 t = lowprec_gemm_sched_next(sched, tid)
                 while t >= 0:
                     err += lowprec_gemm_u8s8_tile(p, t, (work + tid * ws) if work != NULL else NULL) != 0
@@ -970,7 +972,7 @@ cdef int _linear_run(_LinearArgs *L) noexcept nogil:
         if nt > 1 and m >= nt and m * k >= _PAR_MIN_ELEMS:
             n_chunks = nt
             rows_per = (m + n_chunks - 1) // n_chunks
-            for c in prange(n_chunks, num_threads=nt, schedule='static'):
+            for c in prange(n_chunks, num_threads=lowprec_region_threads(nt), schedule='static'):
                 cmn[c] = INFINITY
                 cmx[c] = -INFINITY
                 cbad[c] = 0
@@ -995,7 +997,7 @@ cdef int _linear_run(_LinearArgs *L) noexcept nogil:
     # 2. quantize (FMA rule of torch's dynamic linear)
     if m > 0 and k > 0:
         if nt > 1 and m >= nt and m * k >= _PAR_MIN_ELEMS:
-            for i in prange(m, num_threads=nt, schedule='static'):
+            for i in prange(m, num_threads=lowprec_region_threads(nt), schedule='static'):
                 _quantize_row(use_avx2, L.x + i * L.ldx, k, inv, a_zp, L.qbuf + i * L.ldq)
         else:
             for i in range(m):
@@ -1109,7 +1111,7 @@ def quantize_u8(const float[:, :] x, uint8_t[:, ::1] q, float inv_scale, int zp,
     cdef int use_avx2 = isa >= 1
     cdef int nt = max(1, min(n_threads, m))
     with nogil:
-        for i in prange(m, num_threads=nt, schedule='static'):
+        for i in prange(m, num_threads=lowprec_region_threads(nt), schedule='static'):
             if use_avx2:
                 lowprec_quantize_u8_f32_avx2(&x[i, 0], k, inv_scale, zp, &q[i, 0])
             else:

@@ -13,6 +13,10 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 
 from ._openmp_helpers cimport lowprec_omp_max_threads  # noqa: F401  (keeps the shim linked)
+from ._openmp_helpers cimport lowprec_fork_guard, lowprec_region_threads
+
+lowprec_fork_guard()  # forked children run parallel regions on one thread
+
 
 cdef extern from "rowwise.h" nogil:
     void lowprec_rowwise_f32_to_f16_generic(const float *x, int64_t n, uint16_t *out)
@@ -136,7 +140,7 @@ def quantize_rows(const float[:, ::1] x, uint8_t[:, :] out, int bits, int method
                 if status >= 0:
                     break
         else:
-            for c in prange(n_chunks, num_threads=n_threads, schedule='dynamic'):
+            for c in prange(n_chunks, num_threads=lowprec_region_threads(n_threads), schedule='dynamic'):
                 start = c * chunk_rows
                 stop = min(start + chunk_rows, n)
                 bad[c] = _run_chunk(isa, method, xp + start * dim, dim, stop - start, dim,
@@ -197,7 +201,7 @@ def row_checksums(const uint8_t[:, :] rows, int64_t dim, int fmt, float[:, :] ou
             for c in range(n):
                 lowprec_row_checksum(p + c * stride, dim, fmt, <float *>(o + c * ldc))
         else:
-            for c in prange(n, num_threads=n_threads, schedule='static'):
+            for c in prange(n, num_threads=lowprec_region_threads(n_threads), schedule='static'):
                 lowprec_row_checksum(p + c * stride, dim, fmt, <float *>(o + c * ldc))
 
 
@@ -227,6 +231,6 @@ def row_nibbles(const uint8_t[:, :] rows, uint8_t[::1] out, int n_threads):
                 out[c] = (_bytesum_mod15(p, stride, n, nb, 2 * c)
                           | (_bytesum_mod15(p, stride, n, nb, 2 * c + 1) << 4))
         else:
-            for c in prange(m, num_threads=n_threads, schedule='static'):
+            for c in prange(m, num_threads=lowprec_region_threads(n_threads), schedule='static'):
                 out[c] = (_bytesum_mod15(p, stride, n, nb, 2 * c)
                           | (_bytesum_mod15(p, stride, n, nb, 2 * c + 1) << 4))
