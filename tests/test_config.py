@@ -171,5 +171,5 @@ def test_forked_child_runs_parallel_kernels_without_hanging():
     # hang in its next one.  Every parallel module runs a forked child's regions on one thread
     # (_openmp_helpers.pxd): same results, no hang.
     r = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, cwd=tempfile.gettempdir())  # the installed package
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
