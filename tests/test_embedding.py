@@ -300,9 +300,9 @@ def thread_pool(request):
     # (LOWPREC_EB_TEAM=1, src/embedding.c); both must give the same bits.
     from lowprec._kernels import _embedding as kernels
 
-    kernels._set_team(request.param)
+    previous = kernels._set_team(request.param)
     yield request.param
-    kernels._set_team(os.environ.get("LOWPREC_EB_TEAM", "") == "1")
+    kernels._set_team(previous)
 
 
 @pytest.mark.parametrize("fmt", ["f16", "q8"])

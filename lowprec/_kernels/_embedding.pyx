@@ -280,9 +280,12 @@ cdef bint _use_team = os.environ.get("LOWPREC_EB_TEAM", "") == "1"
 
 
 def _set_team(bint on):
-    """Run 2+ thread calls on the work-sharing team (True) or an OpenMP region (False)."""
+    """Run 2+ thread calls on the work-sharing team (True) or an OpenMP region (False); returns
+    the previous setting (to restore it)."""
     global _use_team
+    cdef bint previous = _use_team
     _use_team = on
+    return previous
 
 
 ctypedef struct _TeamJob:
