@@ -20,11 +20,17 @@ exact ties, docs/embedding_bag.md).  Also printed: rows gathered per second (Mro
 with the machine's random-gather rate in targets.md (64-byte rows: 26 / 70 Mrows/s at 1 / 2
 threads with 4 KiB pages; 256-byte rows: 12 / 28 Mrows/s).
 
-``--clock thread``: at 1 thread, time the calling thread's CPU time instead (``thread_time``)
-in short samples (3 calls after an untimed one), libraries in a random order each round,
-``--rounds`` rounds, ratio of the medians: far steadier than wall-clock samples of 50 ms when
-other processes share the cores (those swung by +-20% between consecutive runs on the loaded
-2-core machine).  2-thread rows are always wall-clock.
+``--clock thread``: short samples (3 calls after an untimed one), libraries in a random order
+each round, ``--rounds`` rounds, ratio of the medians; at 1 thread the calling thread's CPU
+time (``thread_time``), at 2+ threads the wall clock (a 2-thread call's time is the slower
+thread's).  Far steadier than ``--clock wall``'s 5 samples of 50 ms when other processes share
+the cores (those swung by +-20% between consecutive runs on the loaded 2-core machine).
+
+``--index-sets K``: K index sets of each distribution, the calls cycling through them (both
+libraries the same sets, in the same order).  One set (the default before session 7) reuses
+the same 65,536 rows every call, so after the first call they sit in L3 (a 1M x 128 8-bit
+table's looked-up rows are 9-13 MB): an L3-resident gather, not the production case of a new
+batch of indices per call.  The default, 8 sets (0.5M lookups), leaves the rows to memory.
 
 Zipf: ``perm[(zipf(a) - 1) % R]`` with a=1.05 and a random permutation ``perm`` (hot rows spread
 over the table, as in production traffic).
@@ -89,21 +95,34 @@ def torch_callable(torch, fmt, table, idx, offs):
     return lambda: op(tw, ti, to, False, 0, False, None, None, False)
 
 
-def compare_thread_time(contenders, rounds, calls=3):
-    """name -> [CPU s per call of the calling thread], one sample of ``calls`` calls per name per
-    round (after one untimed call), the names in a random order each round."""
+def compare_short(contenders, rounds, clock, calls=3):
+    """name -> [s per call by ``clock`` (ns)], one sample of ``calls`` calls per name per round
+    (after one untimed call), the names in a random order each round.  ``contenders``: name ->
+    list of callables (one per index set), cycled through call by call."""
     names = list(contenders)
     samples = {name: [] for name in names}
     rng = np.random.default_rng(0)
+    step = 0
     for _ in range(rounds):
         for name in rng.permutation(names):
-            fn = contenders[name]
-            fn()
-            t0 = time.thread_time_ns()
-            for _ in range(calls):
-                fn()
-            samples[name].append((time.thread_time_ns() - t0) / calls / 1e9)
+            fns = contenders[name]
+            fns[step % len(fns)]()
+            t0 = clock()
+            for k in range(calls):
+                fns[(step + 1 + k) % len(fns)]()
+            samples[name].append((clock() - t0) / calls / 1e9)
+        step += calls + 1
     return samples
+
+
+def cycling(fns):
+    """One callable that calls ``fns`` in turn (compare()'s samples over several index sets)."""
+    state = [0]
+
+    def call():
+        fns[state[0] % len(fns)]()
+        state[0] += 1
+    return call
 
 
 def to_numpy(torch, y):
@@ -124,7 +143,10 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-sample-time", type=float, default=0.05)
     p.add_argument("--clock", choices=["wall", "thread"], default="wall",
-                   help="thread: CPU time of the calling thread at 1 thread (see above)")
+                   help="thread: short samples, CPU time of the calling thread at 1 thread "
+                        "(see above)")
+    p.add_argument("--index-sets", type=int, default=8,
+                   help="index sets per distribution, cycled through call by call (see above)")
     p.add_argument("--rounds", type=int, default=60, help="rounds of --clock thread")
     args = p.parse_args(argv)
 
@@ -134,7 +156,8 @@ def main(argv=None):
     from lowprec import _dispatch
 
     print(f"# lowprec embedding ISA: {_dispatch.family_isas().get('embedding')}; torch "
-          f"{torch.__version__}; {args.bags} bags x {args.bag_size} indices")
+          f"{torch.__version__}; {args.bags} bags x {args.bag_size} indices; "
+          f"{args.index_sets} index set(s) per distribution; clock {args.clock}")
     rows_out = []
     rng = np.random.default_rng(1)
     n = args.bags * args.bag_size
@@ -143,14 +166,15 @@ def main(argv=None):
         rows, dim = (int(v) for v in spec.lower().split("x"))
         tables = build_tables(rows, dim, args.formats)
         for dist in args.dist:
-            idx = make_indices(rng, dist, rows, n, args.zipf_a)
+            idx_sets = [make_indices(rng, dist, rows, n, args.zipf_a)
+                        for _ in range(args.index_sets)]
             for fmt in args.formats:
                 table = tables[fmt]
-                tfn = torch_callable(torch, fmt, table, idx, offs)
+                tfns = [torch_callable(torch, fmt, table, idx, offs) for idx in idx_sets]
                 out_dtype = {"fp16": np.float16, "bf16": BF16}.get(fmt, np.float32)
                 # correctness first
-                mine = embedding_bag(table, idx, offs, out_dtype=out_dtype)
-                theirs = to_numpy(torch, tfn())
+                mine = embedding_bag(table, idx_sets[0], offs, out_dtype=out_dtype)
+                theirs = to_numpy(torch, tfns[0]())
                 if fmt == "bf16":
                     same = np.mean(mine.view(np.uint16) == theirs.view(np.uint16))
                 else:
@@ -158,15 +182,18 @@ def main(argv=None):
                 for nt in args.threads:
                     torch.set_num_threads(nt)
                     contenders = {
-                        "lowprec": lambda: embedding_bag(table, idx, offs, out_dtype=out_dtype,
-                                                         n_threads=nt),
-                        "torch": tfn,
+                        "lowprec": [
+                            (lambda idx: lambda: embedding_bag(
+                                table, idx, offs, out_dtype=out_dtype, n_threads=nt))(idx)
+                            for idx in idx_sets],
+                        "torch": tfns,
                     }
-                    if args.clock == "thread" and nt == 1:
-                        s = compare_thread_time(contenders, args.rounds)
+                    if args.clock == "thread":
+                        clock = time.thread_time_ns if nt == 1 else time.perf_counter_ns
+                        s = compare_short(contenders, args.rounds, clock)
                     else:
-                        s = compare(contenders, repeats=args.repeats,
-                                    min_sample_time=args.min_sample_time)
+                        s = compare({k: cycling(v) for k, v in contenders.items()},
+                                    repeats=args.repeats, min_sample_time=args.min_sample_time)
                     lo, to = median(s["lowprec"]), median(s["torch"])
                     row_bytes = (table.row_bytes if hasattr(table, "row_bytes")
                                  else dim * table.itemsize)

@@ -248,7 +248,7 @@ def test_isa_paths_identical(fmt, isa):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 30, 33, 62, 64, 100, 128, 255, 256, 257, 300, 520])
-def test_fast_path_identical(fmt, dim, isa):
+def test_fast_path_identical(fmt, dim, isa, row_prefetch):
     """The specialised sum / mean kernels (no weights, mapping or padding: one pass with the
     accumulators in registers for D <= 256, masked tails) give the generic kernel's bits, for
     every output dtype and index type, with empty bags and bags that cross chunk edges."""
@@ -286,12 +286,28 @@ def test_fast_check_finds_bad_index(isa):
 
 
 @pytest.mark.parametrize("fmt", ["f32", "q8", "q4"])
-def test_thread_count_does_not_matter(fmt):
+def test_thread_count_does_not_matter(fmt, row_prefetch):
     table, idx, lens, w = _big_case(fmt)
     res = [embedding_bag(table, idx, lengths=lens, per_sample_weights=w, n_threads=n)
            for n in (1, 2, 3)]
     for r in res[1:]:
         assert np.array_equal(r.view(np.uint32), res[0].view(np.uint32))
+
+
+def test_two_level_prefetch_setting(monkeypatch):
+    """LOWPREC_EB_PREFETCH forces the row prefetch; "auto" (or unset) asks the CPU (two levels
+    where prefetcht1 fills L2 only: AMD Zen 4+), anything else warns and falls back to it."""
+    from lowprec import embedding
+    from lowprec._kernels import _runtime
+
+    cpu = _runtime.cpu_features()["prefetcht1_l2"]
+    assert cpu == (_runtime.cpu_features()["avx512f"] and cpu)  # never without AVX-512
+    for value, want in (("l1", False), ("L2", True), (" l2 ", True), ("", cpu), ("auto", cpu)):
+        monkeypatch.setenv(embedding.PREFETCH_ENV_VAR, value)
+        assert embedding._two_level_prefetch() is want, value
+    monkeypatch.setenv(embedding.PREFETCH_ENV_VAR, "t0")
+    with pytest.warns(RuntimeWarning, match="LOWPREC_EB_PREFETCH"):
+        assert embedding._two_level_prefetch() is cpu
 
 
 @pytest.fixture(params=[False, True], ids=["openmp", "team"])

@@ -119,7 +119,7 @@ def _make_table(kind, x):
 
 @pytest.mark.parametrize("kind", TABLE_KINDS)
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float16, BF16])
-def test_clean_runs_never_flag(isa, kind, out_dtype):
+def test_clean_runs_never_flag(isa, kind, out_dtype, row_prefetch):
     rng = np.random.default_rng(3)
     for dim in (1, 8, 17, 64, 129):
         x = (rng.standard_normal((300, dim)) * rng.uniform(0.01, 30, (300, 1))).astype(
@@ -209,7 +209,7 @@ def test_flags_do_not_depend_on_threads_or_isa():
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])
-def test_flips_in_codes_scales_biases_are_caught(isa, bits):
+def test_flips_in_codes_scales_biases_are_caught(isa, bits, row_prefetch):
     """Every flip of a code's top bit, and of the top exponent bits of a scale or bias, moves
     the output far beyond the tolerance: each is flagged, on exactly the bags using the row."""
     rng = np.random.default_rng(bits)
@@ -285,7 +285,7 @@ def _flip_users(idx, row):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16])
 @pytest.mark.parametrize("dim", [5, 16, 64, 300])
-def test_every_single_bit_flip_of_a_float_row_is_caught(isa, dtype, dim):
+def test_every_single_bit_flip_of_a_float_row_is_caught(isa, dtype, dim, row_prefetch):
     """Each bit of a row (every byte, every bit position): exactly the bags reading the row
     are flagged, on the fused AVX-512 path (sum, mean), the generic path (per-sample weights)
     and every output format."""

@@ -67,6 +67,7 @@ cdef extern from "embedding.h" nogil:
         int64_t check_stride
         uint8_t *check_flags
         const uint8_t *row_nibbles
+        int prefetch_l2
     void lowprec_embedding_bags_generic(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx2(const lowprec_eb_args *a, int64_t b0, int64_t b1)
     void lowprec_embedding_bags_avx512(const lowprec_eb_args *a, int64_t b0, int64_t b1)
@@ -230,6 +231,7 @@ def pool(const uint8_t[:, :] table, int64_t n_rows, int64_t dim, int fmt, int mo
     a.check_stride = 0
     a.check_flags = NULL
     a.row_nibbles = NULL
+    a.prefetch_l2 = _prefetch_l2
     if row_checks is not None and row_nibbles is not None:
         raise ValueError("pass row_checks (quantized tables) or row_nibbles (float tables)")
     if row_nibbles is not None:
@@ -285,6 +287,20 @@ def _set_team(bint on):
     global _use_team
     cdef bint previous = _use_team
     _use_team = on
+    return previous
+
+
+# Two-level row prefetch of the AVX-512 kernel (embedding_avx512.c: far into L2, near into L1),
+# chosen by lowprec.embedding at import (the CPU, LOWPREC_EB_PREFETCH).
+cdef int _prefetch_l2 = 0
+
+
+def _set_prefetch_l2(bint on):
+    """Prefetch rows in two levels (True) or into L1 only (False); returns the previous setting
+    (to restore it).  Results are the same either way; only the speed differs."""
+    global _prefetch_l2
+    cdef bint previous = _prefetch_l2
+    _prefetch_l2 = on
     return previous
 
 
@@ -435,6 +451,7 @@ def pool_fast(object table, int64_t dim, int fmt, int mode, object indices, obje
     a.check_stride = 0
     a.check_flags = NULL
     a.row_nibbles = NULL
+    a.prefetch_l2 = _prefetch_l2
     # Always a private copy of the bounds (as the validating path): the kernels must not see
     # offsets that change after they were checked.
     bounds = <int64_t *>malloc(<size_t>(nb + 1) * sizeof(int64_t))

@@ -6,6 +6,7 @@ cdef extern from "runtime.h":
     unsigned int LOWPREC_CPU_SSE42, LOWPREC_CPU_AVX, LOWPREC_CPU_AVX2, LOWPREC_CPU_FMA
     unsigned int LOWPREC_CPU_F16C, LOWPREC_CPU_AVX512F, LOWPREC_CPU_AVX512BW, LOWPREC_CPU_AVX512VNNI
     unsigned int LOWPREC_CPU_AVX512VL, LOWPREC_CPU_AVX512DQ, LOWPREC_CPU_AVX512BF16
+    unsigned int LOWPREC_CPU_PREFETCHT1_L2
     unsigned int lowprec_cpu_features() noexcept nogil
     int lowprec_built_with_avx2() noexcept nogil
     const char *lowprec_compiler_version() noexcept nogil
@@ -26,6 +27,8 @@ def cpu_features():
         "avx512dq": bool(f & LOWPREC_CPU_AVX512DQ),
         "avx512vnni": bool(f & LOWPREC_CPU_AVX512VNNI),
         "avx512bf16": bool(f & LOWPREC_CPU_AVX512BF16),
+        # not an ISA extension: prefetcht1 fills L2 only (AMD Zen 4 and later, runtime.h)
+        "prefetcht1_l2": bool(f & LOWPREC_CPU_PREFETCHT1_L2),
     }
 
 

@@ -75,6 +75,8 @@ typedef struct lowprec_eb_args {
     const uint8_t *row_nibbles; /* soft-error check of float tables: each stored row's byte
                                  * sum mod 15 in 4 bits, row 2i in the low half of byte i
                                  * (bag_check.h), prefetched with the rows; or NULL       */
+    int prefetch_l2;         /* 1: prefetch rows into L2 far ahead (prefetcht1) and into L1
+                              * near (prefetcht0); 0: into L1 only (embedding_avx512.c)  */
 } lowprec_eb_args;
 
 /* Pool the bags [bag_begin, bag_end). */

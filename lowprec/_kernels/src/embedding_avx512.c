@@ -25,6 +25,17 @@
  * prefetched into L1, every cache line it touches, while entry i is pooled: random rows of a
  * large table miss every cache level, and with ~16-32 rows in flight the loop is bounded by
  * the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
+ *
+ * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there a prefetcht0 holds one
+ * of the core's few L1 miss buffers until its line arrives, so T0 prefetches alone cap the
+ * lines in flight, while prefetcht1 fills L2 only (new in Zen 4) and does not.  So each row is
+ * prefetched twice: into L2 EB5_PF_FAR entries ahead (prefetcht1, the memory latency) and from
+ * L2 into L1 EB5_PF_NEAR entries ahead (prefetcht0, the L2 latency).  Measured on this Zen 4
+ * (fresh index sets, one process, alternating with the L1-only loop and PyTorch): 8/4/2-bit
+ * rows 2.0-3.3x FBGEMM's speed, float rows 1.3-2.9x torch's, where the L1-only loop was at
+ * parity.  The float-row gain swings with the host: in some stretches of seconds the far
+ * prefetches seem to be dropped (Zen 4 drops T1/T2 prefetches at times, a known, unexplained
+ * behaviour) and it falls to 0-20%; the L1-only loop was never more than ~5% faster.
  */
 #include "bag_check.h"
 #include "embedding.h"
@@ -57,6 +68,17 @@
 #endif
 #ifndef EB5_PFS
 #define EB5_PFS 32
+#endif
+/* Two-level prefetch distances (entries): in-process sweeps on this Zen 4 of (far, near) in
+ * {24..192} x {0..32}, every format and table of the issue-5 benchmark and fp32 D = 16..96,
+ * fresh index sets: 48 / 12 and 48 / 16 were the best or within a few % of it in every cell
+ * (T2 instead of T1: the same); far prefetches alone (near 0) left float rows 10-40% slower,
+ * near 4 / 8 5-30% slower, 24+ 3-10% slower. */
+#ifndef EB5_PF_FAR
+#define EB5_PF_FAR 48
+#endif
+#ifndef EB5_PF_NEAR
+#define EB5_PF_NEAR 12
 #endif
 #define EB5_AI __attribute__((always_inline)) inline
 #define EB5_T LOWPREC_TARGET_AVX512VNNI
@@ -213,17 +235,31 @@ EB5_T static EB5_AI int64_t eb5_lane_sum(const __m512i s[8], const __m256i s_h[8
     return _mm512_reduce_add_epi64(t);
 }
 
-/* Prefetch row `rp` into L1: the lines of p + 64k (k < pf_n <= pf_lines) and of its last
- * byte, or its checksum pair when the check reads it (pf_check 1), and its checksum nibble
- * (pf_check 2, float tables). */
+/* Prefetch the lines of row `rp`: those of p + 64k (k < pf_n <= pf_lines) and of its last
+ * byte (unless `tail` is 0); into L1 (T0), or into L2 only (T1, `l2`). */
+EB5_T static EB5_AI void eb5_prefetch_lines(const uint8_t *table, int64_t stride, int64_t rp,
+                                            int64_t rb, int pf_lines, int64_t pf_n, int tail,
+                                            const int l2) {
+    const char *p = (const char *)(table + rp * stride);
+#pragma GCC unroll 16
+    for (int k = 0; k < pf_lines; k++) {
+        if (k == 0 || k < pf_n) {
+            if (l2) _mm_prefetch(p + 64 * k, _MM_HINT_T1);
+            else _mm_prefetch(p + 64 * k, _MM_HINT_T0);
+        }
+    }
+    if (tail) {
+        if (l2) _mm_prefetch(p + rb - 1, _MM_HINT_T1);
+        else _mm_prefetch(p + rb - 1, _MM_HINT_T0);
+    }
+}
+
+/* Prefetch row `rp` into L1 (eb5_prefetch_lines), or its checksum pair when the check reads it
+ * (pf_check 1), and its checksum nibble (pf_check 2, float tables). */
 EB5_T static EB5_AI void eb5_prefetch_row(const lowprec_eb_args *a, const uint8_t *table,
                                           int64_t stride, int64_t rp, int64_t rb, int pf_lines,
                                           int64_t pf_n, int pair_after_row, int pf_check) {
-    const char *p = (const char *)(table + rp * stride);
-#pragma GCC unroll 16
-    for (int k = 0; k < pf_lines; k++)
-        if (k == 0 || k < pf_n) _mm_prefetch(p + 64 * k, _MM_HINT_T0);
-    if (!pair_after_row) _mm_prefetch(p + rb - 1, _MM_HINT_T0);
+    eb5_prefetch_lines(table, stride, rp, rb, pf_lines, pf_n, !pair_after_row, 0);
     /* The soft-error check reads the row's checksum: fetched now, with the row. */
     if (pf_check == 1) _mm_prefetch((const char *)lowprec_row_check(a, rp) + 7, _MM_HINT_T0);
     if (pf_check == 2) _mm_prefetch((const char *)a->row_nibbles + (rp >> 1), _MM_HINT_T0);
@@ -239,7 +275,8 @@ EB5_T static EB5_AI void eb5_prefetch_row(const lowprec_eb_args *a, const uint8_
  * of a lookup of fp32 rows from L2 / L3, the nibbles' cache line 3-7% of one from memory.) */
 EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const int idx64,
                                   const int NV, const int lt, const int64_t j0, const int64_t b0,
-                                  const int64_t b1, const int prefetch, const int fchk) {
+                                  const int64_t b1, const int prefetch, const int fchk,
+                                  const int l2) {
     const int quantized = fmt >= LOWPREC_EB_Q8;
     const int64_t dim = a->dim, stride = a->row_stride;
     const int64_t cb = eb5_code_bytes(fmt, dim);
@@ -294,13 +331,22 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
     const int q4p = fmt == LOWPREC_EB_Q4 && NV >= 2;
     const int nacc = q4p ? 2 * ((NV + 1) / 2) : NV;
     const __m512 q4lut = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const int64_t pfd = quantized       ? EB5_PFQ
+    /* Look-ahead into L1 (pfd) and, with the two-level prefetch (l2), into L2 (pff). */
+    const int64_t pfd = l2              ? EB5_PF_NEAR
+                        : quantized     ? EB5_PFQ
                         : max_rb <= 128 ? EB5_PFS
                         : max_rb <= 256 ? EB5_PFM : EB5_PF;
-    /* The first pfd entries of these bags are no earlier entry's look-ahead: without this,
-     * each chunk (4 per thread and call) started with pfd cold misses. */
+    const int64_t pff = EB5_PF_FAR;
+    /* The first pfd (pff) entries of these bags are no earlier entry's look-ahead: without
+     * this, each chunk (4 per thread and call) started with pfd cold misses. */
     if (prefetch) {
         const int64_t e0 = offsets[b0], e1 = e0 + pfd < pf_end ? e0 + pfd : pf_end;
+        if (l2) {
+            const int64_t e2 = e0 + pff < pf_end ? e0 + pff : pf_end;
+            for (int64_t i = e1; i < e2; i++)
+                eb5_prefetch_lines(table, stride, idx64 ? i64[i] : (int64_t)i32[i], rb,
+                                   pf_lines, pf_n, !pair_after_row, 1);
+        }
         for (int64_t i = e0; i < e1; i++)
             eb5_prefetch_row(a, table, stride, idx64 ? i64[i] : (int64_t)i32[i], rb, pf_lines,
                              pf_n, pair_after_row, pf_check);
@@ -328,6 +374,11 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
         for (int64_t ib = i0, ie; ib < i1; ib = ie) {
         ie = fchk && i1 - ib > 65536 ? ib + 65536 : i1;
         for (int64_t i = ib; i < ie; i++) {
+            if (prefetch && l2) {
+                const int64_t ip = i + pff < pf_end ? i + pff : i;
+                eb5_prefetch_lines(table, stride, idx64 ? i64[ip] : (int64_t)i32[ip], rb,
+                                   pf_lines, pf_n, !pair_after_row, 1);
+            }
             if (prefetch) {
                 const int64_t ip = i + pfd < pf_end ? i + pfd : i;
                 eb5_prefetch_row(a, table, stride, idx64 ? i64[ip] : (int64_t)i32[ip], rb,
@@ -526,20 +577,26 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
  * the last vector (-5..15% on 8-bit and float rows of D = 64 / 128, in-process A/B).  That
  * first pass has a third copy for calls without row checksums (the common case): its row loop
  * has no runtime tests of the soft-error check (checksum prefetch, fused check, pair after the
- * row), 0..8% less time on Zipf rows of every format (C harness, in-process A/B, twice).  A
- * float table's checked lookup (fc) gets its own copies, with and without lt = 16. */
+ * row), 0..8% less time on Zipf rows of every format (C harness, in-process A/B, twice); it is
+ * compiled twice more, with and without the two-level prefetch (the other copies test
+ * a->prefetch_l2 at run time).  A float table's checked lookup (fc) gets its own copies, with
+ * and without lt = 16. */
 typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
 
 #define EB5_DEF(NAME, FMT, IDX, N)                                                         \
     EB5_T static __attribute__((noinline)) void NAME##_##IDX##_##N(                        \
         const lowprec_eb_args *a, int lt, int64_t j0, int64_t b0, int64_t b1, int pf) {    \
         const int fc = FMT <= LOWPREC_EB_BF16 && a->row_nibbles && a->check_flags;         \
-        if (fc && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 1);                  \
-        else if (fc) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 1);                         \
-        else if (pf && lt == 16 && !a->row_checks) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 2, 0); \
-        else if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 0);            \
-        else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 0);                        \
-        else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0, 0);                               \
+        const int l2 = a->prefetch_l2 != 0;                                                \
+        if (fc && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 1, l2);              \
+        else if (fc) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 1, l2);                     \
+        else if (pf && lt == 16 && !a->row_checks && l2)                                   \
+            eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 2, 0, 1);                               \
+        else if (pf && lt == 16 && !a->row_checks)                                         \
+            eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 2, 0, 0);                               \
+        else if (pf && lt == 16) eb5_pass(a, FMT, IDX, N, 16, 0, b0, b1, 1, 0, l2);        \
+        else if (pf) eb5_pass(a, FMT, IDX, N, lt, 0, b0, b1, 1, 0, l2);                    \
+        else eb5_pass(a, FMT, IDX, N, lt, j0, b0, b1, 0, 0, 0);                            \
     }
 #define EB5_DEF16(NAME, FMT, IDX)                                                          \
     EB5_DEF(NAME, FMT, IDX, 1) EB5_DEF(NAME, FMT, IDX, 2) EB5_DEF(NAME, FMT, IDX, 3)       \

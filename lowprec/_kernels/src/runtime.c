@@ -23,6 +23,7 @@ unsigned int lowprec_cpu_features(void) {
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11)
     if (__builtin_cpu_supports("avx512bf16")) f |= LOWPREC_CPU_AVX512BF16;
 #endif
+    if (__builtin_cpu_is("amd") && (f & LOWPREC_CPU_AVX512F)) f |= LOWPREC_CPU_PREFETCHT1_L2;
 #endif
     return f;
 }
