@@ -13,6 +13,8 @@
  * rows of a large table miss every cache level; with ~16 rows in flight the loop is bounded by
  * the memory system's parallelism instead of its latency.  Without prefetch the 1M-row 8-bit case
  * ran 3x slower; 16 vs 32 was within this shared machine's noise (to re-tune on a quiet one).
+ * With a->prefetch_l2 (AMD Zen 4+) rows are prefetched in two levels, as in embedding_avx512.c:
+ * into L2 LOWPREC_EB_PF_FAR entries ahead, into L1 LOWPREC_EB_PF_NEAR ahead.
  *
  * Tails: quantized codes of the last vector are loaded whole (8 codes): those bytes always lie
  * inside the row, because the scale and bias (8 or 4 bytes) follow the codes.  The lanes past D
@@ -128,6 +130,16 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_st(const lowprec_eb_args *a, uint8_t *o
 
 /* Stored row of entry i, or -1 when the entry is skipped (padding or pruned).  The struct
  * fields are passed as locals so that they stay in registers in the row loop. */
+/* Prefetch every cache line of the row at p0 (rb bytes): into L1, or into L2 only (l2). */
+LOWPREC_TARGET_AVX2 static EB_AI void eb_prefetch_row(const uint8_t *p0, int64_t rb, int l2) {
+    uintptr_t line = (uintptr_t)p0 & ~(uintptr_t)63;
+    const uintptr_t last = (uintptr_t)p0 + (uintptr_t)rb - 1;
+    for (int k = 0; k < 16 && line <= last; k++, line += 64) {
+        if (l2) _mm_prefetch((const char *)line, _MM_HINT_T1);
+        else _mm_prefetch((const char *)line, _MM_HINT_T0);
+    }
+}
+
 static EB_AI int64_t eb_row_of(const void *indices, const int idx64, const int32_t *mapping,
                                int64_t pad, int64_t i) {
     int64_t r = idx64 ? ((const int64_t *)indices)[i] : (int64_t)((const int32_t *)indices)[i];
@@ -151,21 +163,20 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_block(const lowprec_eb_args *a, const i
     const int32_t *const mapping = a->mapping;
     const float *const weights = is_max ? NULL : a->weights;
     const int64_t pad = a->padding_idx;
-    const int pf_dist = EB_PF;
+    const int l2 = a->prefetch_l2 != 0;
+    const int pf_dist = l2 ? LOWPREC_EB_PF_NEAR : EB_PF;
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps();
     int64_t count = 0;
     for (int64_t i = i0; i < i1; i++) {
+        if (prefetch && l2 && i + LOWPREC_EB_PF_FAR < pf_end) {
+            const int64_t rp = eb_row_of(indices, idx64, mapping, pad, i + LOWPREC_EB_PF_FAR);
+            if (rp >= 0) eb_prefetch_row(table + rp * stride, rb, 1);
+        }
         if (prefetch && i + pf_dist < pf_end) {
             const int64_t rp = eb_row_of(indices, idx64, mapping, pad, i + pf_dist);
-            if (rp >= 0) {
-                const uintptr_t p0 = (uintptr_t)(table + rp * stride);
-                uintptr_t line = p0 & ~(uintptr_t)63;
-                const uintptr_t last = p0 + (uintptr_t)rb - 1;
-                for (int k = 0; k < 16 && line <= last; k++, line += 64)
-                    _mm_prefetch((const char *)line, _MM_HINT_T0);
-            }
+            if (rp >= 0) eb_prefetch_row(table + rp * stride, rb, 0);
         }
         const int64_t r = eb_row_of(indices, idx64, mapping, pad, i);
         if (r < 0) continue;

@@ -29,8 +29,8 @@
  * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there a prefetcht0 holds one
  * of the core's few L1 miss buffers until its line arrives, so T0 prefetches alone cap the
  * lines in flight, while prefetcht1 fills L2 only (new in Zen 4) and does not.  So each row is
- * prefetched twice: into L2 EB5_PF_FAR entries ahead (prefetcht1, the memory latency) and from
- * L2 into L1 EB5_PF_NEAR entries ahead (prefetcht0, the L2 latency).  Measured on this Zen 4
+ * prefetched twice: into L2 LOWPREC_EB_PF_FAR entries ahead (prefetcht1, the memory latency)
+ * and from L2 into L1 LOWPREC_EB_PF_NEAR entries ahead (prefetcht0, the L2 latency).  On this Zen 4
  * (fresh index sets, one process, alternating with the L1-only loop and PyTorch): 8/4/2-bit
  * rows 2.0-3.3x FBGEMM's speed, float rows 1.3-2.9x torch's, where the L1-only loop was at
  * parity.  The float-row gain swings with the host: in some stretches of seconds the far
@@ -68,17 +68,6 @@
 #endif
 #ifndef EB5_PFS
 #define EB5_PFS 32
-#endif
-/* Two-level prefetch distances (entries): in-process sweeps on this Zen 4 of (far, near) in
- * {24..192} x {0..32}, every format and table of the issue-5 benchmark and fp32 D = 16..96,
- * fresh index sets: 48 / 12 and 48 / 16 were the best or within a few % of it in every cell
- * (T2 instead of T1: the same); far prefetches alone (near 0) left float rows 10-40% slower,
- * near 4 / 8 5-30% slower, 24+ 3-10% slower. */
-#ifndef EB5_PF_FAR
-#define EB5_PF_FAR 48
-#endif
-#ifndef EB5_PF_NEAR
-#define EB5_PF_NEAR 12
 #endif
 #define EB5_AI __attribute__((always_inline)) inline
 #define EB5_T LOWPREC_TARGET_AVX512VNNI
@@ -332,11 +321,11 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
     const int nacc = q4p ? 2 * ((NV + 1) / 2) : NV;
     const __m512 q4lut = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     /* Look-ahead into L1 (pfd) and, with the two-level prefetch (l2), into L2 (pff). */
-    const int64_t pfd = l2              ? EB5_PF_NEAR
+    const int64_t pfd = l2              ? LOWPREC_EB_PF_NEAR
                         : quantized     ? EB5_PFQ
                         : max_rb <= 128 ? EB5_PFS
                         : max_rb <= 256 ? EB5_PFM : EB5_PF;
-    const int64_t pff = EB5_PF_FAR;
+    const int64_t pff = LOWPREC_EB_PF_FAR;
     /* The first pfd (pff) entries of these bags are no earlier entry's look-ahead: without
      * this, each chunk (4 per thread and call) started with pfd cold misses. */
     if (prefetch) {
