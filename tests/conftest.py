@@ -17,5 +17,7 @@ def row_prefetch(request):
     from lowprec._kernels import _embedding
 
     previous = _embedding._set_prefetch_l2(request.param == "l2")
+    previous_min = _embedding._set_two_level_min_table_bytes(0)  # small test tables too
     yield request.param
+    _embedding._set_two_level_min_table_bytes(previous_min)
     _embedding._set_prefetch_l2(previous)
