@@ -271,6 +271,29 @@ def test_fast_path_identical(fmt, dim, isa, row_prefetch):
                 assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (itype, mode, dt)
 
 
+@pytest.mark.parametrize("shift", [0, 4, 16, 32, 48])
+@pytest.mark.parametrize("dim", [16, 64, 128, 256])
+def test_fp32_rows_at_any_address(shift, dim, row_prefetch):
+    """fp32 rows that do not start at a multiple of 64 bytes take two 32-byte loads per vector
+    on the two-level prefetch path (src/embedding_avx512.c): the same bits as the generic
+    kernel at every alignment, with or without that path."""
+    rows = 200
+    buf = np.empty(rows * dim * 4 + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + shift
+    table = buf[start:start + rows * dim * 4].view(np.float32).reshape(rows, dim)
+    table[...] = make_table("f32", rows, dim, seed=dim + shift)
+    assert table.ctypes.data % 64 == shift
+    rng = np.random.default_rng(shift)
+    idx = rng.integers(0, rows, 700)
+    offs = np.sort(rng.integers(0, 700, 40))
+    offs[0] = 0
+    for mode in ("sum", "mean"):
+        got = embedding_bag(table, idx, offs, mode=mode)
+        with _dispatch.use_isa("generic"):
+            want = embedding_bag(table, idx, offs, mode=mode)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), mode
+
+
 def test_fast_check_finds_bad_index(isa):
     """The vectorised index check reports the first bad index, int32 and int64."""
     table = np.ones((50, 16), np.float32)
