@@ -26,9 +26,10 @@
  * large table miss every cache level, and with ~16-32 rows in flight the loop is bounded by
  * the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
  *
- * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there a prefetcht0 holds one
- * of the core's few L1 miss buffers until its line arrives, so T0 prefetches alone cap the
- * lines in flight, while prefetcht1 fills L2 only (new in Zen 4) and does not.  So each row is
+ * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there the L1-only loop stalls
+ * on its prefetcht0 instructions (perf), as if each held one of the core's few L1 miss buffers
+ * until its line arrives, while prefetcht1 fills L2 only (new in Zen 4, per AMD) and, judging
+ * by the speed-ups below, does not hold one.  So each row is
  * prefetched twice: into L2 LOWPREC_EB_PF_FAR entries ahead (prefetcht1, the memory latency)
  * and from L2 into L1 LOWPREC_EB_PF_NEAR entries ahead (prefetcht0, the L2 latency).  On this Zen 4
  * (fresh index sets, one process, alternating with the L1-only loop and PyTorch): 8/4/2-bit
