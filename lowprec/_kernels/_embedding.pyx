@@ -290,8 +290,8 @@ def _set_team(bint on):
     return previous
 
 
-# Two-level row prefetch of the AVX-512 kernel (embedding_avx512.c: far into L2, near into L1),
-# chosen by lowprec.embedding at import (the CPU, LOWPREC_EB_PREFETCH).
+# Two-level row prefetch of the AVX-512 and AVX2 kernels (embedding_avx512.c: far into L2, near
+# into L1), chosen by lowprec.embedding at import (the CPU, LOWPREC_EB_PREFETCH).
 cdef int _prefetch_l2 = 0
 
 

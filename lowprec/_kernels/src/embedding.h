@@ -80,10 +80,10 @@ typedef struct lowprec_eb_args {
 } lowprec_eb_args;
 
 /* Two-level prefetch distances (entries, a->prefetch_l2, embedding_avx512.c): in-process
- * sweeps on this Zen 4 of (far, near) in {24..192} x {0..32}, every format and table of the issue-5 benchmark and fp32 D = 16..96,
- * fresh index sets: 48 / 12 and 48 / 16 were the best or within a few % of it in every cell
- * (T2 instead of T1: the same); far prefetches alone (near 0) left float rows 10-40% slower,
- * near 4 / 8 5-30% slower, 24+ 3-10% slower. */
+ * sweeps on this Zen 4 of (far, near) in {24..192} x {0..32}, every format and table of the
+ * issue-5 benchmark and fp32 D = 16..96, fresh index sets: 48 / 12 and 48 / 16 were the best
+ * or within a few % of it in every cell (T2 instead of T1: the same); far prefetches alone
+ * (near 0) left float rows 10-40% slower, near 4 / 8 5-30% slower, 24+ 3-10% slower. */
 #define LOWPREC_EB_PF_FAR 48
 #define LOWPREC_EB_PF_NEAR 12
 

@@ -128,8 +128,6 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_st(const lowprec_eb_args *a, uint8_t *o
     memcpy(orow + es * j, tmp, (size_t)(es * lt));
 }
 
-/* Stored row of entry i, or -1 when the entry is skipped (padding or pruned).  The struct
- * fields are passed as locals so that they stay in registers in the row loop. */
 /* Prefetch every cache line of the row at p0 (rb bytes): into L1, or into L2 only (l2). */
 LOWPREC_TARGET_AVX2 static EB_AI void eb_prefetch_row(const uint8_t *p0, int64_t rb, int l2) {
     uintptr_t line = (uintptr_t)p0 & ~(uintptr_t)63;
@@ -140,6 +138,8 @@ LOWPREC_TARGET_AVX2 static EB_AI void eb_prefetch_row(const uint8_t *p0, int64_t
     }
 }
 
+/* Stored row of entry i, or -1 when the entry is skipped (padding or pruned).  The struct
+ * fields are passed as locals so that they stay in registers in the row loop. */
 static EB_AI int64_t eb_row_of(const void *indices, const int idx64, const int32_t *mapping,
                                int64_t pad, int64_t i) {
     int64_t r = idx64 ? ((const int64_t *)indices)[i] : (int64_t)((const int32_t *)indices)[i];

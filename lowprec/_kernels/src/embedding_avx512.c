@@ -26,17 +26,17 @@
  * large table miss every cache level, and with ~16-32 rows in flight the loop is bounded by
  * the memory system's parallelism, not its latency.  FBGEMM's JIT uses 16.
  *
- * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there the L1-only loop stalls
- * on its prefetcht0 instructions (perf), as if each held one of the core's few L1 miss buffers
- * until its line arrives, while prefetcht1 fills L2 only (new in Zen 4, per AMD) and, judging
- * by the speed-ups below, does not hold one.  So each row is
- * prefetched twice: into L2 LOWPREC_EB_PF_FAR entries ahead (prefetcht1, the memory latency)
- * and from L2 into L1 LOWPREC_EB_PF_NEAR entries ahead (prefetcht0, the L2 latency).  On this Zen 4
- * (fresh index sets, one process, alternating with the L1-only loop and PyTorch): 8/4/2-bit
- * rows 2.0-3.3x FBGEMM's speed, float rows 1.3-2.9x torch's, where the L1-only loop was at
- * parity.  The float-row gain swings with the host: in some stretches of seconds the far
- * prefetches seem to be dropped (Zen 4 drops T1/T2 prefetches at times, a known, unexplained
- * behaviour) and it falls to 0-20%; the L1-only loop was never more than ~5% faster.
+ * Two-level prefetch (a->prefetch_l2, set on AMD Zen 4 and later): there the L1-only loop
+ * stalls on its prefetcht0 instructions (perf), as if each held one of the core's few L1 miss
+ * buffers until its line arrives, while prefetcht1 fills L2 only (new in Zen 4, per AMD) and,
+ * judging by the speed-ups below, does not hold one.  So each row is prefetched twice: into
+ * L2 LOWPREC_EB_PF_FAR entries ahead (prefetcht1, the memory latency) and from L2 into L1
+ * LOWPREC_EB_PF_NEAR entries ahead (prefetcht0, the L2 latency).  On this Zen 4 (fresh index
+ * sets, one process, alternating with the L1-only loop and PyTorch): 8/4/2-bit rows 2.0-3.3x
+ * FBGEMM's speed, float rows 1.3-2.9x torch's, where the L1-only loop was at parity.  The
+ * float-row gain swings with the host: in some stretches of seconds the far prefetches seem to
+ * be dropped (Zen 4 drops T1/T2 prefetches at times, a known, unexplained behaviour) and it
+ * falls to 0-20%; the L1-only loop was never more than ~5% faster.
  */
 #include "bag_check.h"
 #include "embedding.h"
@@ -167,7 +167,8 @@ EB5_T static EB5_AI __m512 eb5_ld(int fmt, const uint8_t *row, int64_t j, int fu
  * alternating, four processes), so only misaligned rows take it. */
 EB5_T static EB5_AI __m512 eb5_f32_halves(const uint8_t *row, int64_t j) {
     const float *q = (const float *)(row + 4 * j);
-    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(q)), _mm256_loadu_ps(q + 8), 1);
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(q)), _mm256_loadu_ps(q + 8),
+                              1);
 }
 
 /* 16 pooled floats in a 16-bit output format (fp16 / bf16 bits). */
@@ -502,9 +503,10 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
 #pragma GCC unroll 16
                 for (int v = 0; v < NV; v++) {
                     const int full = v < NV - 1 || lt == 16;
-                    acc[v] = _mm512_add_ps(acc[v], split && fmt == LOWPREC_EB_F32 && full
-                                                       ? eb5_f32_halves(row, j0 + 16 * v)
-                                                       : eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0));
+                    const __m512 x = split && fmt == LOWPREC_EB_F32 && full
+                                         ? eb5_f32_halves(row, j0 + 16 * v)
+                                         : eb5_ld(fmt, row, j0 + 16 * v, full, mt, 0);
+                    acc[v] = _mm512_add_ps(acc[v], x);
                 }
             }
         }
@@ -582,8 +584,8 @@ EB5_T static EB5_AI void eb5_pass(const lowprec_eb_args *a, const int fmt, const
  * row), 0..8% less time on Zipf rows of every format (C harness, in-process A/B, twice); it is
  * compiled twice more, with and without the two-level prefetch (the other copies test
  * a->prefetch_l2 at run time), and for fp32 rows once more, with the two-level prefetch and
- * 32-byte loads for rows not aligned to 64 bytes (eb5_f32_halves).  A float table's checked lookup (fc) gets its own copies, with
- * and without lt = 16. */
+ * 32-byte loads for rows not aligned to 64 bytes (eb5_f32_halves).  A float table's checked
+ * lookup (fc) gets its own copies, with and without lt = 16. */
 typedef void (*eb5_pass_fn)(const lowprec_eb_args *, int, int64_t, int64_t, int64_t, int);
 
 #define EB5_DEF(NAME, FMT, IDX, N)                                                         \
