@@ -26,6 +26,11 @@ time (``thread_time``), at 2+ threads the wall clock (a 2-thread call's time is 
 thread's).  Far steadier than ``--clock wall``'s 5 samples of 50 ms when other processes share
 the cores (those swung by +-20% between consecutive runs on the loaded 2-core machine).
 
+Next to the ratio of the medians: the quartiles of the per-round ratios (torch's sample over
+lowprec's in the same round, ``pairs``).  The host switches between memory modes every few
+seconds (docs/embedding_bag.md, "Session 8"); in one of them the two-level prefetch gains
+nothing on fp32 1M x 64, and a wide or straddling range shows such a mix.
+
 ``--index-sets K``: K index sets of each distribution, the calls cycling through them (both
 libraries the same sets, in the same order).  One set (the default before session 7) reuses
 the same 65,536 rows every call, so after the first call they sit in L3 (a 1M x 128 8-bit
@@ -195,22 +200,27 @@ def main(argv=None):
                         s = compare({k: cycling(v) for k, v in contenders.items()},
                                     repeats=args.repeats, min_sample_time=args.min_sample_time)
                     lo, to = median(s["lowprec"]), median(s["torch"])
+                    # Both lists hold one sample per round, in round order.
+                    p25, p75 = np.percentile(
+                        [t / m for m, t in zip(s["lowprec"], s["torch"])], [25, 75])
                     row_bytes = (table.row_bytes if hasattr(table, "row_bytes")
                                  else dim * table.itemsize)
                     rows_out.append({
                         "table": spec, "dist": dist, "fmt": fmt, "row B": row_bytes,
                         "thr": nt, "lowprec Mbags/s": args.bags / lo / 1e6,
                         "torch Mbags/s": args.bags / to / 1e6, "ratio": to / lo,
+                        "pairs p25": p25, "pairs p75": p75,
                         "lowprec Mrows/s": n / lo / 1e6, "equal": same,
                     })
                     r = rows_out[-1]
                     print(f"{spec:>12} {dist:>7} {fmt:>5} t={nt}: lowprec "
                           f"{r['lowprec Mbags/s']:.2f} torch {r['torch Mbags/s']:.2f} Mbags/s "
-                          f"ratio {r['ratio']:.2f}  ({r['lowprec Mrows/s']:.0f} Mrows/s)",
+                          f"ratio {r['ratio']:.2f} (pairs {p25:.2f}-{p75:.2f})  "
+                          f"({r['lowprec Mrows/s']:.0f} Mrows/s)",
                           flush=True)
         del tables
     cols = ["table", "dist", "fmt", "row B", "thr", "lowprec Mbags/s", "torch Mbags/s", "ratio",
-            "lowprec Mrows/s", "equal"]
+            "pairs p25", "pairs p75", "lowprec Mrows/s", "equal"]
     print()
     print(format_table(rows_out, cols))
     print("\nrandom-gather limit (targets.md, 4 KiB pages): 64 B rows 26 / 70 Mrows/s, "
