@@ -37,6 +37,12 @@ the same 65,536 rows every call, so after the first call they sit in L3 (a 1M x 
 table's looked-up rows are 9-13 MB): an L3-resident gather, not the production case of a new
 batch of indices per call.  The default, 8 sets (0.5M lookups), leaves the rows to memory.
 
+``--align 64``: the float tables (fp32 / fp16 / bf16) copied once by
+``lowprec.embedding.aligned_table`` to a 64-byte boundary, both libraries reading that copy (as
+``torch.empty`` would allocate a table).  The default, ``numpy``, keeps numpy's allocation, 16
+bytes past a page, where a row of a multiple of 64 bytes straddles one cache line more.
+Quantized tables are not affected.
+
 Zipf: ``perm[(zipf(a) - 1) % R]`` with a=1.05 and a random permutation ``perm`` (hot rows spread
 over the table, as in production traffic).
 """
@@ -48,7 +54,7 @@ import ml_dtypes
 import numpy as np
 
 from lowprec.bench.harness import compare, format_table, median
-from lowprec.embedding import embedding_bag
+from lowprec.embedding import aligned_table, embedding_bag
 from lowprec.rowwise import quantize_rowwise
 
 FORMATS = ("fp32", "fp16", "bf16", "8bit", "4bit", "2bit")
@@ -62,8 +68,9 @@ def make_indices(rng, dist, rows, n, zipf_a):
     return perm[(rng.zipf(zipf_a, n) - 1) % rows].astype(np.int64)
 
 
-def build_tables(rows, dim, formats, seed=0):
-    """Every format of one (rows, dim) table; built once and reused."""
+def build_tables(rows, dim, formats, seed=0, align=False):
+    """Every format of one (rows, dim) table; built once and reused (``align``: the float
+    tables on a 64-byte boundary)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, dim), dtype=np.float32)
@@ -77,6 +84,8 @@ def build_tables(rows, dim, formats, seed=0):
             out[f] = x.astype(BF16)
         else:
             out[f] = quantize_rowwise(x, bits=int(f[0]))
+        if align and f in ("fp32", "fp16", "bf16"):
+            out[f] = aligned_table(out[f])
     if "fp32" not in formats:
         del x
     print(f"# built {rows}x{dim} tables in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -153,6 +162,8 @@ def main(argv=None):
     p.add_argument("--index-sets", type=int, default=8,
                    help="index sets per distribution, cycled through call by call (see above)")
     p.add_argument("--rounds", type=int, default=60, help="rounds of --clock thread")
+    p.add_argument("--align", choices=["numpy", "64"], default="numpy",
+                   help="float tables where numpy puts them, or copied to a 64-byte boundary")
     args = p.parse_args(argv)
 
     import torch
@@ -162,14 +173,15 @@ def main(argv=None):
 
     print(f"# lowprec embedding ISA: {_dispatch.family_isas().get('embedding')}; torch "
           f"{torch.__version__}; {args.bags} bags x {args.bag_size} indices; "
-          f"{args.index_sets} index set(s) per distribution; clock {args.clock}")
+          f"{args.index_sets} index set(s) per distribution; clock {args.clock}; "
+          f"float tables aligned: {args.align}")
     rows_out = []
     rng = np.random.default_rng(1)
     n = args.bags * args.bag_size
     offs = np.arange(0, n, args.bag_size, dtype=np.int64)
     for spec in args.tables.split(","):
         rows, dim = (int(v) for v in spec.lower().split("x"))
-        tables = build_tables(rows, dim, args.formats)
+        tables = build_tables(rows, dim, args.formats, align=args.align == "64")
         for dist in args.dist:
             idx_sets = [make_indices(rng, dist, rows, n, args.zipf_a)
                         for _ in range(args.index_sets)]

@@ -13,7 +13,7 @@ from ._packed_weights import PackedWeights
 from ._threads import get_num_threads, set_num_threads
 from .buffers import buffer_cache_info, set_buffer_cache
 from .bf16 import bfloat16, from_bfloat16, round_bfloat16, to_bfloat16
-from .embedding import embedding_bag, embedding_bags
+from .embedding import aligned_table, embedding_bag, embedding_bags
 from .gemm import linear, matmul_int8, pack_weights, qmatmul, quantize_activations
 from .gemm_bf16 import PackedBF16Weights, linear_bf16, matmul_bf16, pack_weights_bf16
 from .gemm_int4 import PackedInt4Weights, linear_int4, pack_weights_int4
@@ -28,6 +28,7 @@ __all__ = [
     "PackedWeights",
     "RowwiseQuantizedTable",
     "SoftErrorDetected",
+    "aligned_table",
     "bfloat16",
     "buffer_cache_info",
     "choose_qparams",

@@ -51,6 +51,7 @@ import numpy as np
 
 from . import _dispatch, embedding_checks
 from ._kernels import _embedding, _runtime
+from ._packed_format import _aligned_empty
 from ._threads import resolve_n_threads
 from ._validation import as_array, check_out
 from .rowwise import RowwiseQuantizedTable
@@ -85,7 +86,7 @@ def _two_level_prefetch():
 
 _embedding._set_prefetch_l2(_two_level_prefetch())
 
-__all__ = ["embedding_bag", "embedding_bags"]
+__all__ = ["aligned_table", "embedding_bag", "embedding_bags"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _F32 = np.dtype(np.float32)
@@ -153,6 +154,54 @@ def _table_view(table):
     else:
         raw = t.view(np.uint8)
     return raw, table.shape[0], table.shape[1], _TABLE_FMTS[table.dtype], table
+
+
+def aligned_table(table):
+    """A copy of a float embedding table whose first row starts on a 64-byte (cache-line) boundary.
+
+    NumPy puts a large array 16 bytes past a page boundary, so every row of such a table
+    straddles one cache line more than it needs when the row is a multiple of 64 bytes: five
+    lines instead of four for fp32 D = 64, three instead of two for fp16 / bf16 D = 64.  A
+    lookup from memory reads them all.  Copy a table once with this function before serving
+    lookups from it.  On this project's Zen 4 machine, 1M x 64 lookups took 1.45-1.6x less time
+    (fp32) and 2.1-3.2x less (fp16) on the aligned copy; PyTorch's on the same copy 1.2-1.55x
+    less (docs/embedding_bag.md, "Aligned tables").  Rows whose size is not a multiple of
+    64 bytes cannot all start on a line; the copy still starts on one.  Tables from
+    ``torch.empty`` (64-byte aligned) and the rows of a memory-mapped ``.npy`` file (its header
+    is a multiple of 64 bytes) are aligned already.
+
+    Parameters
+    ----------
+    table : ndarray, shape (rows, dim)
+        float32, float16 or bfloat16 (ml_dtypes), any layout and byte order.
+
+    Returns
+    -------
+    ndarray
+        A new C-contiguous, writable table of the same shape and values, native byte order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowprec.embedding import aligned_table, embedding_bag
+    >>> t = aligned_table(np.arange(12, dtype=np.float32).reshape(4, 3))
+    >>> t.ctypes.data % 64, t.shape, t.dtype
+    (0, (4, 3), dtype('float32'))
+    >>> embedding_bag(t, [0, 3], [0]).tolist()
+    [[9.0, 11.0, 13.0]]
+    """
+    if not isinstance(table, np.ndarray):
+        raise TypeError(f"table must be a float32 / float16 / bfloat16 ndarray, "
+                        f"got {type(table).__name__}")
+    dtype = table.dtype.newbyteorder("=")
+    if dtype not in _TABLE_FMTS:
+        raise TypeError(f"table has dtype {table.dtype}; expected one of: float32, float16, "
+                        "bfloat16")
+    if table.ndim != 2:
+        raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
+    out = _aligned_empty(table.size, dtype).reshape(table.shape)
+    out[...] = table
+    return out
 
 
 def _check_index_array(x, name, ndims=(1,)):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lowprec import _dispatch
-from lowprec.embedding import embedding_bag, embedding_bags
+from lowprec.embedding import aligned_table, embedding_bag, embedding_bags
 from lowprec.rowwise import RowwiseQuantizedTable, quantize_rowwise
 from lowprec._kernels import _embedding
 
@@ -292,6 +292,49 @@ def test_fp32_rows_at_any_address(shift, dim, row_prefetch):
         with _dispatch.use_isa("generic"):
             want = embedding_bag(table, idx, offs, mode=mode)
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), mode
+
+
+@pytest.mark.parametrize("fmt", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("shape", [(300, 64), (7, 3), (0, 5), (4, 0)])
+def test_aligned_table_is_an_aligned_copy(fmt, shape):
+    """aligned_table: same shape, dtype and bits, a new C-contiguous array on a 64-byte line;
+    lookups on it match the float64 reference like any table."""
+    src = make_table(fmt, *shape, seed=3)
+    # Start it where numpy's large arrays start (16 bytes past a line) and make it strided.
+    buf = np.empty(2 * src.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + 16
+    wide = buf[start:start + 2 * src.nbytes].view(src.dtype).reshape(shape[0], 2 * shape[1])
+    wide[:, ::2] = src
+    table = wide[:, ::2]
+    got = aligned_table(table)
+    assert got.size == 0 or got.ctypes.data % 64 == 0  # (an empty array has no address)
+    assert got.shape == shape and got.dtype == src.dtype
+    assert got.flags.c_contiguous and got.flags.writeable
+    assert not np.shares_memory(got, buf)
+    assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(src).view(np.uint8))
+    if shape[0]:
+        rng = np.random.default_rng(4)
+        idx = rng.integers(0, shape[0], 90)
+        offs = np.arange(0, 90, 9)
+        ref, bound = reference(src, idx, full_offsets(offs, 90, False))
+        check_close(embedding_bag(got, idx, offs), ref, bound)
+
+
+def test_aligned_table_byte_order_and_errors():
+    """Non-native byte order comes back native with the same values; anything but a 2-D
+    float32 / float16 / bfloat16 ndarray is refused, naming what was given."""
+    big = np.arange(12, dtype=">f4").reshape(3, 4)
+    got = aligned_table(big)
+    assert got.dtype == np.float32 and got.dtype.isnative
+    assert np.array_equal(got, np.arange(12, dtype=np.float32).reshape(3, 4))
+    with pytest.raises(TypeError, match="list"):
+        aligned_table([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="int32"):
+        aligned_table(np.ones((2, 2), np.int32))
+    with pytest.raises(TypeError, match="RowwiseQuantizedTable"):
+        aligned_table(quantize_rowwise(np.ones((2, 8), np.float32), bits=8))
+    with pytest.raises(ValueError, match="2-D"):
+        aligned_table(np.ones(4, np.float32))
 
 
 def test_fast_check_finds_bad_index(isa):
