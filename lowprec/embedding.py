@@ -124,25 +124,35 @@ def _as_int(value, name):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
+def _float_table_dtype(table, quantized_ok=False):
+    """The native dtype of a 2-D float32 / float16 / bfloat16 ndarray ``table``; TypeError or
+    ValueError naming what is wrong otherwise (``quantized_ok``: the messages also name
+    RowwiseQuantizedTable, which the caller handles before)."""
+    if not isinstance(table, np.ndarray):
+        raise TypeError(
+            "table must be a float32 / float16 / bfloat16 ndarray"
+            + (" or a RowwiseQuantizedTable" if quantized_ok else "")
+            + f", got {type(table).__name__}"
+        )
+    dtype = table.dtype.newbyteorder("=")
+    if dtype not in _TABLE_FMTS:
+        raise TypeError(
+            f"table has dtype {table.dtype}; expected one of: float32, float16, bfloat16"
+            + (" (or a RowwiseQuantizedTable)" if quantized_ok else "")
+        )
+    if table.ndim != 2:
+        raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
+    return dtype
+
+
 def _table_view(table):
     """(byte view of the rows (R, row_bytes), R, D, fmt, the array to check overlaps against)."""
     if isinstance(table, RowwiseQuantizedTable):
         data = table.data
         return data, data.shape[0], table.dim, _Q_FMTS[table.bits], data
-    if not isinstance(table, np.ndarray):
-        raise TypeError(
-            "table must be a float32 / float16 / bfloat16 ndarray or a RowwiseQuantizedTable, "
-            f"got {type(table).__name__}"
-        )
-    if not table.dtype.isnative and table.dtype.newbyteorder("=") in _TABLE_FMTS:
-        table = table.astype(table.dtype.newbyteorder("="))  # non-native byte order: a copy
-    if table.dtype not in _TABLE_FMTS:
-        raise TypeError(
-            f"table has dtype {table.dtype}; expected one of: float32, float16, bfloat16 "
-            "(or a RowwiseQuantizedTable)"
-        )
-    if table.ndim != 2:
-        raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
+    dtype = _float_table_dtype(table, quantized_ok=True)
+    if table.dtype != dtype:
+        table = table.astype(dtype)  # non-native byte order: a copy
     t = table
     if t.shape[1] > 0 and t.strides[1] != t.itemsize or t.strides[0] < 0:
         # Rows must be contiguous (any row stride is fine); other layouts are copied.
@@ -190,15 +200,7 @@ def aligned_table(table):
     >>> embedding_bag(t, [0, 3], [0]).tolist()
     [[9.0, 11.0, 13.0]]
     """
-    if not isinstance(table, np.ndarray):
-        raise TypeError(f"table must be a float32 / float16 / bfloat16 ndarray, "
-                        f"got {type(table).__name__}")
-    dtype = table.dtype.newbyteorder("=")
-    if dtype not in _TABLE_FMTS:
-        raise TypeError(f"table has dtype {table.dtype}; expected one of: float32, float16, "
-                        "bfloat16")
-    if table.ndim != 2:
-        raise ValueError(f"table must be 2-D (rows, dim), got {table.ndim}-D")
+    dtype = _float_table_dtype(table)
     out = _aligned_empty(table.size, dtype).reshape(table.shape)
     out[...] = table
     return out
